@@ -1,0 +1,6 @@
+"""scoresde: continuous-time score-based diffusion (Song et al. 2021), with DDPM as its VP special case."""
+from .sde import SDE, ReverseSDE, VESDE, VPSDE, subVPSDE
+from .schedules import CosineSchedule, LinearSchedule
+
+__version__ = "0.1.0"
+__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule"]

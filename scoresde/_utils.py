@@ -1,0 +1,69 @@
+"""Small helpers shared by every module: broadcasting, validation, progress bars."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+
+def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Append trailing singleton dims so a per-sample tensor [B] broadcasts against [B, ...]."""
+    extra = ndim - v.ndim
+    if extra < 0:
+        raise ValueError(f"append_dims: tensor has {v.ndim} dims, more than the target {ndim}")
+    return v.reshape(*v.shape, *([1] * extra))
+
+
+def choice_error(arg: str, got, valid: Iterable[str]) -> ValueError:
+    """A ValueError naming the argument, what it got and the valid choices."""
+    return ValueError(f"{arg} must be one of {sorted(valid)}, got {got!r}")
+
+
+def check_time(t: torch.Tensor, T: float, batch: int | None = None, name: str = "t") -> None:
+    """Raise ValueError unless t is a float tensor [B] with values in (0, T]."""
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor of shape [B], got {type(t).__name__}"
+                         + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else ""))
+    if t.ndim != 1:
+        raise ValueError(f"{name} must have shape [B], got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} has batch size {t.shape[0]} but x has batch size {batch}")
+    if t.numel() and not bool(((t > 0) & (t <= T * (1 + 1e-6))).all()):
+        raise ValueError(f"{name} must lie in (0, T] = (0, {T}], got values in "
+                         f"[{t.min().item():.3g}, {t.max().item():.3g}]")
+
+
+def check_batch(x: torch.Tensor, name: str = "x") -> None:
+    """Raise ValueError unless x is a float tensor with a batch dimension."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a floating-point tensor of shape [B, ...] with at least "
+                         f"2 dims (use [B, 1] for scalars), got {shape}")
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` (which must live on `device`)."""
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
+        raise ValueError(f"generator lives on {generator.device} but sampling runs on {device}; "
+                         f"create it with torch.Generator(device={str(device)!r})")
+
+
+def progress(iterable, enabled: bool, desc: str = "", total: int | None = None):
+    """Wrap an iterable in a tqdm bar when enabled and tqdm is installed."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is an optional extra
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)

@@ -1,0 +1,130 @@
+"""Denoising score matching (Song et al. 2021, Eq. 7) and DDPM's discrete loss (Ho et al. 2020, Eq. 14).
+
+    L(θ) = E_t λ(t) E_{x_0, z} ‖s_θ(x_t, t) + z/σ_t‖²,   x_t = α_t x_0 + σ_t z,   t ~ U(eps, T).
+
+With λ(t) = σ_t² ("simple") and an ε-network (s_θ = −ε_θ/σ_t) the summand is ‖z − ε_θ(x_t, t)‖²:
+DDPM's L_simple, in continuous time. λ(t) = g(t)² ("likelihood") makes L an upper bound on the
+negative log-likelihood (Song, Durkan, Murray & Ermon 2021).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ._utils import append_dims, check_batch, choice_error
+from .parameterization import convert
+from .sde import SDE
+
+REDUCTIONS = ("mean", "sum")  # how to reduce over the data dimensions of each sample
+
+
+def _reduce(sq: torch.Tensor, reduce: str) -> torch.Tensor:
+    flat = sq.flatten(1)
+    return flat.mean(1) if reduce == "mean" else flat.sum(1)
+
+
+def _simple(sde, t):
+    return sde.marginal_coeffs(t)[1] ** 2
+
+
+def _likelihood(sde, t):
+    return sde.coefficients(t)[1] ** 2
+
+
+WEIGHTINGS = {"simple": _simple, "likelihood": _likelihood}
+
+
+class LikelihoodImportanceSampler:
+    """Draws t with density q(t) ∝ g(t)²/σ_t² on [eps, T] (Song, Durkan et al. 2021, Sec. 5.1).
+
+    t comes from the piecewise-linear inverse of the CDF tabulated on a log-spaced grid; `density`
+    returns the density of exactly that sampler, so λ(t)/q(t) keeps the estimator unbiased.
+    """
+
+    def __init__(self, sde: SDE, eps: float, grid_size: int = 4096):
+        grid = torch.logspace(math.log10(eps), math.log10(sde.T), grid_size, dtype=torch.float64)
+        g2 = sde.coefficients(grid)[1] ** 2
+        q = g2 / sde.marginal_coeffs(grid)[1] ** 2
+        cdf = torch.cat([q.new_zeros(1), torch.cumsum(0.5 * (q[1:] + q[:-1]) * grid.diff(), 0)])
+        self.grid, self.cdf = grid, cdf / cdf[-1]
+
+    def sample(self, n: int, generator=None, device=None, dtype=torch.float32):
+        """Return t [n] and its sampling density q(t) [n]."""
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        grid, cdf = self.grid.to(u.device), self.cdf.to(u.device)
+        j = torch.searchsorted(cdf, u, right=True).clamp(1, len(cdf) - 1) - 1
+        width, mass = grid[j + 1] - grid[j], cdf[j + 1] - cdf[j]
+        t = grid[j] + (u - cdf[j]) / mass * width
+        return t.to(dtype), (mass / width).to(dtype)
+
+
+class DSMLoss:
+    """Weighted denoising score matching; call it as `loss(score_fn, x0)` for the batch mean."""
+
+    def __init__(self, sde: SDE, weighting="simple", eps: float = 1e-5, reduce: str = "mean",
+                 importance_sampling: bool = False):
+        if not callable(weighting) and weighting not in WEIGHTINGS:
+            raise choice_error("weighting", weighting, WEIGHTINGS)
+        if reduce not in REDUCTIONS:
+            raise choice_error("reduce", reduce, REDUCTIONS)
+        if not 0 < eps < sde.T:
+            raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
+        if importance_sampling and weighting != "likelihood":
+            raise ValueError(f"importance_sampling=True needs weighting='likelihood', got weighting={weighting!r}")
+        self.sde, self.eps, self.reduce = sde, eps, reduce  # reduce: over data dims
+        # λ(sde, t); a user callable takes t only
+        self.weight_fn = (lambda sde, t: weighting(t)) if callable(weighting) else WEIGHTINGS[weighting]
+        self.sampler = LikelihoodImportanceSampler(sde, eps) if importance_sampling else None
+
+    def sample_t(self, n, generator, device, dtype):
+        """t ~ U(eps, T) and the factor λ(t) (or λ(t)/(q(t)(T − eps)) under importance sampling)."""
+        if self.sampler is None:
+            t = self.eps + (self.sde.T - self.eps) * torch.rand(n, generator=generator, device=device, dtype=dtype)
+            return t, self.weight_fn(self.sde, t)
+        t, q = self.sampler.sample(n, generator, device, dtype)
+        return t, self.weight_fn(self.sde, t) / (q * (self.sde.T - self.eps))
+
+    def per_sample(self, score_fn: Callable, x0: torch.Tensor, generator=None, t=None, noise=None):
+        """Per-sample losses [B]; pass t (with λ(t) applied) and noise to fix the draws."""
+        check_batch(x0, "x0")
+        if t is None:
+            t, weight = self.sample_t(x0.shape[0], generator, x0.device, x0.dtype)
+        else:
+            weight = self.weight_fn(self.sde, t)
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if noise is None else noise
+        mean, std = self.sde.marginal_prob(x0, t)
+        std = append_dims(std, x0.ndim)
+        score = score_fn(mean + std * z, t)
+        return weight * _reduce((score + z / std) ** 2, self.reduce)
+
+    def __call__(self, score_fn, x0, generator=None, t=None, noise=None) -> torch.Tensor:
+        return self.per_sample(score_fn, x0, generator, t, noise).mean()
+
+
+class DDPMLoss:
+    """DDPM's discrete loss ‖ε − ε_θ(√ᾱ_i x_0 + √(1−ᾱ_i) ε, i)‖², i ~ U{0…N−1} (Ho et al. 2020, Algorithm 1)."""
+
+    def __init__(self, sde: SDE, parameterization: str = "eps", reduce: str = "mean"):
+        if not hasattr(sde, "alphas_cumprod"):
+            raise ValueError(f"DDPMLoss needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
+        if reduce not in REDUCTIONS:
+            raise choice_error("reduce", reduce, REDUCTIONS)
+        self.sde, self.parameterization, self.reduce = sde, parameterization, reduce
+        convert(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1), parameterization, "eps")
+
+    def per_sample(self, model: Callable, x0: torch.Tensor, generator=None, index=None, noise=None):
+        """Per-sample losses [B]; `model(x, index)` gets integer timesteps in {0, …, N−1}."""
+        check_batch(x0, "x0")
+        if index is None:
+            index = torch.randint(0, self.sde.N, (x0.shape[0],), generator=generator, device=x0.device)
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if noise is None else noise
+        abar = self.sde.alphas_cumprod.to(x0.device)[index].to(x0.dtype)
+        alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+        x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
+        eps_pred = convert(model(x_t, index), x_t, alpha, sigma, self.parameterization, "eps")
+        return _reduce((z - eps_pred) ** 2, self.reduce)
+
+    def __call__(self, model, x0, generator=None, index=None, noise=None) -> torch.Tensor:
+        return self.per_sample(model, x0, generator, index, noise).mean()

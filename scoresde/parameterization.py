@@ -1,0 +1,86 @@
+"""Network outputs ε, score, x₀ and v, the exact conversions between them, and `get_score_fn`.
+
+With x_t = α_t x_0 + σ_t ε (any SDE in scoresde.sde):
+    score = −ε / σ_t                                  (Song et al. 2021, Eq. 7 ↔ Ho et al. 2020, Eq. 11)
+    x_0   = (x_t − σ_t ε) / α_t                        (Tweedie's formula)
+    v     = α_t ε − σ_t x_0                            (Salimans & Ho 2022; for VP α² + σ² = 1)
+Each `*_to_eps` / `eps_to_*` pair below is an exact inverse for every SDE, VE included.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ._utils import append_dims, choice_error
+from .sde import SDE
+
+
+def eps_to_score(eps, x, alpha, sigma):
+    return -eps / sigma
+
+
+def score_to_eps(score, x, alpha, sigma):
+    return -sigma * score
+
+
+def eps_to_x0(eps, x, alpha, sigma):
+    return (x - sigma * eps) / alpha
+
+
+def x0_to_eps(x0, x, alpha, sigma):
+    return (x - alpha * x0) / sigma
+
+
+def eps_to_v(eps, x, alpha, sigma):
+    return alpha * eps - sigma * eps_to_x0(eps, x, alpha, sigma)
+
+
+def v_to_eps(v, x, alpha, sigma):
+    """Solve x = α x₀ + σ ε, v = α ε − σ x₀ for ε: ε = (α v + σ x)/(α² + σ²)."""
+    return (alpha * v + sigma * x) / (alpha**2 + sigma**2)
+
+
+# name -> (output -> ε, ε -> output); arguments are (value, x, alpha, sigma) with alpha, sigma broadcastable.
+PARAMETERIZATIONS = {
+    "eps": (lambda e, x, a, s: e, lambda e, x, a, s: e),
+    "score": (score_to_eps, eps_to_score),
+    "x0": (x0_to_eps, eps_to_x0),
+    "v": (v_to_eps, eps_to_v),
+}
+
+
+def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, target: str) -> torch.Tensor:
+    """Convert a prediction between parameterisations; alpha, sigma are per-sample tensors [B]."""
+    for name in (source, target):
+        if name not in PARAMETERIZATIONS:
+            raise choice_error("parameterization", name, PARAMETERIZATIONS)
+    a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
+    eps = PARAMETERIZATIONS[source][0](value, x, a, s)
+    return PARAMETERIZATIONS[target][1](eps, x, a, s)
+
+
+def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True) -> Callable:
+    """Wrap `model(x, label)` into `score_fn(x, t)`, the only thing samplers and likelihoods call.
+
+    continuous=True: the model receives t itself (float [B] in (0, T]); scale it inside the model if
+    its time embedding needs it (the U-Net's `time_scale`). The conversion uses α_t, σ_t of ᾱ(t).
+    continuous=False: the model receives DDPM's integer index i − 1 ∈ {0…N−1} of the step t_i = iT/N
+    nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
+    """
+    if parameterization not in PARAMETERIZATIONS:
+        raise choice_error("parameterization", parameterization, PARAMETERIZATIONS)
+    if not continuous and not hasattr(sde, "alphas_cumprod"):
+        raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
+
+    def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if continuous:
+            label, (alpha, sigma) = t, sde.marginal_coeffs(t)
+        else:
+            label = sde.timestep(t)
+            abar = sde.alphas_cumprod.to(x.device)[label].to(x.dtype)
+            alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+        return convert(model(x, label), x, alpha, sigma, parameterization, "score")
+
+    score_fn.parameterization, score_fn.continuous = parameterization, continuous
+    return score_fn

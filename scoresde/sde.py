@@ -1,0 +1,195 @@
+"""Linear SDEs dx = f(t) x dt + g(t) dw and their Gaussian perturbation kernels (Song et al. 2021).
+
+Every SDE here has x_t | x_0 ~ N(α_t x_0, σ_t² I). A subclass supplies two methods:
+`coefficients(t) -> (f, g)` and `marginal_coeffs(t) -> (alpha, sigma)`. From them the base class derives
+the score_sde interface: `sde`, `marginal_prob`, `discretize`, `prior_sampling`, `prior_logp` and `reverse`.
+
+Time convention: t ∈ (0, T]. DDPM step i ∈ {1, …, N} sits at t_i = iT/N, and a discrete-time network
+receives the index i − 1 ∈ {0, …, N − 1} (`SDE.timestep`). With eps = T/N, a uniform grid of N times
+from T down to eps is exactly DDPM's set of timesteps.
+"""
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+
+from ._utils import append_dims, check_batch, check_positive_int, check_time, randn
+from .schedules import get_schedule
+
+
+class SDE(abc.ABC):
+    """Base class for linear SDEs dx = f(t) x dt + g(t) dw on t ∈ [0, T]."""
+
+    sampling_eps: float = 1e-3  # default smallest time a sampler reaches
+    prior_std: float = 1.0  # p_T ≈ N(0, prior_std² I)
+
+    def __init__(self, N: int = 1000, T: float = 1.0):
+        self.N = check_positive_int(N, "N")  # number of discretisation steps
+        if not T > 0:
+            raise ValueError(f"T must be > 0, got {T}")
+        self.T = float(T)
+
+    # -- what a subclass supplies ---------------------------------------------------------------
+    @abc.abstractmethod
+    def coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-time drift coefficient f(t) and diffusion g(t), each of shape [B]."""
+
+    @abc.abstractmethod
+    def marginal_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """α_t and σ_t of the perturbation kernel x_t = α_t x_0 + σ_t z, each of shape [B]."""
+
+    # -- derived interface ----------------------------------------------------------------------
+    def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drift f(t) x and diffusion g(t) (Song et al. 2021, Eq. 5)."""
+        self._check(x, t)
+        f, g = self.coefficients(t)
+        return append_dims(f, x.ndim) * x, g
+
+    def marginal_prob(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean α_t x_0 and std σ_t of p_0t(x_t | x_0)."""
+        self._check(x, t)
+        alpha, sigma = self.marginal_coeffs(t)
+        return append_dims(alpha, x.ndim) * x, sigma
+
+    def transition_coeffs(self, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a, v of the exact transition x_t | x_s ~ N(a x_s, v I) for s < t: a = α_t/α_s, v = σ_t² − a² σ_s²."""
+        alpha_t, sigma_t = self.marginal_coeffs(t)
+        alpha_s, sigma_s = self.marginal_coeffs(s)
+        a = alpha_t / alpha_s
+        return a, (sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None):
+        """f, G of the exact step x_t = x_{t−dt} + f + G z over [t − dt, t]; dt defaults to T/N."""
+        self._check(x, t)
+        dt = self.T / self.N if dt is None else dt
+        a, v = self.transition_coeffs(t, (t - dt).clamp(min=0))
+        return append_dims(a - 1, x.ndim) * x, v.sqrt()
+
+    def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> torch.Tensor:
+        """Draw x_T ~ N(0, prior_std² I)."""
+        return self.prior_std * randn(shape, generator, device, dtype or torch.get_default_dtype())
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, prior_std² I) per sample, shape [B]."""
+        check_batch(z, "z")
+        d = z[0].numel()
+        sq = z.flatten(1).pow(2).sum(1)
+        return -0.5 * d * math.log(2 * math.pi * self.prior_std**2) - sq / (2 * self.prior_std**2)
+
+    def timestep(self, t: torch.Tensor) -> torch.Tensor:
+        """Discrete index i − 1 ∈ {0, …, N−1} of the DDPM step at t_i = iT/N nearest to t."""
+        return (torch.round(t * (self.N / self.T)).long() - 1).clamp(0, self.N - 1)
+
+    def reverse(self, score_fn, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (Eq. 6), or the probability-flow ODE (Eq. 13) when asked."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+    def _check(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        check_batch(x)
+        check_time(t, self.T, batch=x.shape[0])
+
+
+class ReverseSDE:
+    """dx = [f(t) x − c g(t)² ∇log p_t(x)] dt + g(t) dw̄, with c = 1 (SDE) or ½ and no noise (ODE)."""
+
+    def __init__(self, sde: SDE, score_fn, probability_flow: bool = False):
+        self.forward_sde, self.score_fn, self.probability_flow = sde, score_fn, probability_flow
+        self.T, self.N = sde.T, sde.N
+        self._c = 0.5 if probability_flow else 1.0
+
+    def sde(self, x: torch.Tensor, t: torch.Tensor):
+        """Reverse drift and diffusion (Song et al. 2021, Eqs. 6 and 13)."""
+        drift, g = self.forward_sde.sde(x, t)
+        drift = drift - self._c * append_dims(g**2, x.ndim) * self.score_fn(x, t)
+        return drift, torch.zeros_like(g) if self.probability_flow else g
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None):
+        """Reverse-diffusion discretisation f − c G² s, G (Song et al. 2021, Eq. 46)."""
+        f, G = self.forward_sde.discretize(x, t, dt)
+        f = f - self._c * append_dims(G**2, x.ndim) * self.score_fn(x, t)
+        return f, torch.zeros_like(G) if self.probability_flow else G
+
+
+class VPSDE(SDE):
+    """Variance-preserving SDE dx = −½β(t) x dt + √β(t) dw; its discretisation is DDPM (Song et al. 2021, Eq. 11)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, schedule="linear"):
+        super().__init__(N=N, T=1.0)
+        self.schedule = get_schedule(schedule, beta_min, beta_max, self.N)  # β(t) and ∫β
+        self.discrete_betas = self.schedule.discrete_betas(self.N)  # DDPM β_i, float64
+        self.alphas = 1.0 - self.discrete_betas  # DDPM α_i
+        self.alphas_cumprod = torch.cumprod(self.alphas, 0)  # DDPM ᾱ_i
+
+    def coefficients(self, t):
+        beta_t = self.schedule.beta(t)
+        return -0.5 * beta_t, beta_t.sqrt()
+
+    def marginal_coeffs(self, t):
+        """α_t = exp(−½∫β), σ_t = √(1 − α_t²)."""
+        integral = self.schedule.integral(t)
+        return torch.exp(-0.5 * integral), torch.sqrt(-torch.expm1(-integral))
+
+    def discrete_marginal_coeffs(self, t: torch.Tensor):
+        """√ᾱ_i and √(1 − ᾱ_i) of DDPM step i at t_i = iT/N; t must be such a step."""
+        index = self.timestep(t)
+        if not torch.allclose(t, (index + 1).to(t.dtype) * (self.T / self.N), atol=1e-6, rtol=0):
+            raise ValueError(f"t must be DDPM steps t_i = i*T/N (N={self.N}) to use the discrete schedule")
+        abar = self.alphas_cumprod.to(t.device)[index].to(t.dtype)
+        return abar.sqrt(), (1 - abar).sqrt()
+
+    def discretize(self, x, t, dt=None):
+        """With dt=None, DDPM's forward step x_i = √(1−β_i) x_{i−1} + √β_i z (Ho et al. 2020, Eq. 2)."""
+        if dt is not None:
+            return super().discretize(x, t, dt)
+        self._check(x, t)
+        beta = self.discrete_betas.to(x.device)[self.timestep(t)].to(x.dtype)
+        return append_dims(torch.sqrt(1 - beta) - 1, x.ndim) * x, beta.sqrt()
+
+
+class subVPSDE(SDE):
+    """Sub-VP SDE dx = −½β x dt + √(β(1 − e^{−2∫β})) dw (Song et al. 2021, Eq. 34)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, schedule="linear"):
+        super().__init__(N=N, T=1.0)
+        self.schedule = get_schedule(schedule, beta_min, beta_max, self.N)
+
+    def coefficients(self, t):
+        beta_t = self.schedule.beta(t)
+        return -0.5 * beta_t, torch.sqrt(beta_t * -torch.expm1(-2 * self.schedule.integral(t)))
+
+    def marginal_coeffs(self, t):
+        """α_t = exp(−½∫β), σ_t = 1 − α_t² (Song et al. 2021, Eq. 29)."""
+        integral = self.schedule.integral(t)
+        return torch.exp(-0.5 * integral), -torch.expm1(-integral)
+
+
+class VESDE(SDE):
+    """Variance-exploding SDE dx = √(d σ²(t)/dt) dw, σ(t) = σ_min (σ_max/σ_min)^t (Song et al. 2021, Eq. 30).
+
+    The perturbation std is the exact √(σ(t)² − σ_min²); score_sde approximates it by σ(t).
+    """
+
+    sampling_eps = 1e-5
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
+        super().__init__(N=N, T=1.0)
+        if not sigma_min > 0:
+            raise ValueError(f"sigma_min must be > 0, got {sigma_min}")
+        if not sigma_max > sigma_min:
+            raise ValueError(f"sigma_max must be greater than sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.log_ratio = math.log(self.sigma_max / self.sigma_min)  # log(σ_max/σ_min)
+        self.prior_std = math.sqrt(self.sigma_max**2 - self.sigma_min**2)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Noise scale σ(t) = σ_min (σ_max/σ_min)^t."""
+        return self.sigma_min * torch.exp(t * self.log_ratio)
+
+    def coefficients(self, t):
+        return torch.zeros_like(t), self.sigma(t) * math.sqrt(2 * self.log_ratio)
+
+    def marginal_coeffs(self, t):
+        """α_t = 1, σ_t = σ_min √((σ_max/σ_min)^{2t} − 1)."""
+        return torch.ones_like(t), self.sigma_min * torch.sqrt(torch.expm1(2 * t * self.log_ratio))
