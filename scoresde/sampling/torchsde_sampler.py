@@ -1,0 +1,87 @@
+"""The reverse-time SDE solved by torchsde.sdeint (Li et al. 2020; Kidger et al. 2021).
+
+torchsde integrates forward in time with a 2-D state, so with s = T − t and y(s) = flatten(x(T − s)):
+    dy = −[f(t) x − g(t)² ∇log p_t(x)] ds + g(t) dW_s.
+The noise is additive (g does not depend on x), so Itô and Stratonovich solutions coincide and every
+torchsde method applies; `sde_type` is chosen to suit the method.
+"""
+from __future__ import annotations
+
+import torch
+import torchsde
+
+from .._utils import append_dims, choice_error
+from .base import Sampler
+
+# method -> the SDE type torchsde expects for it (the same process here, see above).
+METHODS = {"euler": "ito", "milstein": "ito", "srk": "ito", "reversible_heun": "stratonovich",
+           "heun": "stratonovich", "midpoint": "stratonovich", "euler_heun": "stratonovich"}
+BROWNIAN = ("interval", "tree", "path")
+
+
+class _ReverseSDE(torch.nn.Module):
+    noise_type = "diagonal"
+
+    def __init__(self, score, sde, shape, T, sde_type):
+        super().__init__()
+        self.score, self.sde, self.shape, self.T, self.sde_type = score, sde, shape, T, sde_type
+
+    def _time(self, s, y):
+        return (self.T - s).to(y.dtype).expand(y.shape[0]) if torch.is_tensor(s) else torch.full(
+            (y.shape[0],), self.T - s, device=y.device, dtype=y.dtype)
+
+    def f(self, s, y):
+        t = self._time(s, y)
+        x = y.view(self.shape)
+        f, g = self.sde.coefficients(t)
+        drift = append_dims(f, x.ndim) * x - append_dims(g**2, x.ndim) * self.score(x, t)
+        return -drift.flatten(1)
+
+    def g(self, s, y):
+        return append_dims(self.sde.coefficients(self._time(s, y))[1], 2).expand_as(y)
+
+
+def _brownian(kind, t1, size, device, dtype, entropy, levy):
+    if kind == "interval":
+        return torchsde.BrownianInterval(t0=0.0, t1=t1, size=size, device=device, dtype=dtype, entropy=entropy,
+                                         levy_area_approximation=levy)
+    if kind == "tree":
+        return torchsde.BrownianTree(t0=0.0, t1=t1, w0=torch.zeros(size, device=device, dtype=dtype),
+                                     entropy=entropy, levy_area_approximation=levy)
+    return torchsde.BrownianPath(t0=0.0, w0=torch.zeros(size, device=device, dtype=dtype), levy_area_approximation=levy)
+
+
+class TorchSDESampler(Sampler):
+    """torchsde.sdeint on the reverse-time SDE with dt = (T − eps)/(steps − 1) and fixed steps.
+
+    method: one of METHODS (srk costs several score calls per step; the NFE reported is counted).
+    brownian: "interval" (default), "tree" or "path", torchsde's Brownian motion objects; the
+    entropy is drawn from the sampler's generator, so seeded runs repeat. A user time grid is not
+    supported: torchsde takes a constant dt.
+    """
+
+    name = "torchsde"
+
+    def __init__(self, method: str = "euler", brownian: str = "interval", **kwargs):
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise choice_error("method", method, METHODS)
+        if brownian not in BROWNIAN:
+            raise choice_error("brownian", brownian, BROWNIAN)
+        if self.ts is not None:
+            raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts")
+        self.method, self.brownian = method, brownian
+
+    def integrate(self, score, sde, x, ts, generator):
+        if len(ts) < 2:
+            return x
+        shape = x.shape
+        span = torch.tensor([0.0, (ts[0] - ts[-1]).item()], device=x.device, dtype=x.dtype)  # s-grid in x's dtype
+        entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=x.device).item())
+        levy = "space-time" if self.method in ("srk", "reversible_heun") else "none"
+        bm = _brownian(self.brownian, span[1].item(), (shape[0], x[0].numel()), x.device, x.dtype, entropy, levy)
+        rsde = _ReverseSDE(score, sde, shape, ts[0].item(), METHODS[self.method])
+        ys = torchsde.sdeint(rsde, x.flatten(1), span, bm=bm, method=self.method, dt=span[1].item() / (len(ts) - 1))
+        x = ys[-1].view(shape)
+        self._record(x, ts[-1], len(ts) - 2)
+        return x
