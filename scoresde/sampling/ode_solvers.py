@@ -21,6 +21,15 @@ def _rms(v: torch.Tensor) -> float:
     return v.pow(2).mean().sqrt().item()
 
 
+def _combine(y: torch.Tensor, h: float, coeffs, ks) -> torch.Tensor:
+    """y + h Σ c_i k_i, accumulated in place into one new tensor (no temporary per term)."""
+    out = y.clone()
+    for c, k in zip(coeffs, ks):
+        if c:
+            out.add_(k, alpha=h * c)
+    return out
+
+
 def _initial_step(func, t0, y0, f0, direction, rtol, atol):
     """Hairer, Nørsett & Wanner (1993), Sec. II.4, as scipy's select_initial_step (one extra evaluation)."""
     scale = atol + y0.abs() * rtol
@@ -42,13 +51,13 @@ def dopri5(func, y0: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, ato
         if direction * (t1 - t) <= 1e-12 * max(1.0, abs(t1)):
             return y
         h = min(h, abs(t1 - t))
-        ks = [f]
+        ks, step = [f], direction * h
         for c, a in zip(_C[1:], _A[1:]):
-            ks.append(func(t + direction * c * h, y + direction * h * sum(ai * k for ai, k in zip(a, ks))))
-        y_new = y + direction * h * sum(b * k for b, k in zip(_B, ks))
-        f_new = func(t + direction * h, y_new)
-        err = direction * h * sum(e * k for e, k in zip(_E, ks + [f_new]))
-        norm = _rms(err / (atol + torch.maximum(y.abs(), y_new.abs()) * rtol))
+            ks.append(func(t + c * step, _combine(y, step, a, ks)))
+        y_new = _combine(y, step, _B, ks)
+        f_new = func(t + step, y_new)
+        err = _combine(torch.zeros_like(y), step, _E, ks + [f_new])
+        norm = _rms(err.div_(torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)))
         if norm < 1:
             t, y, f = t + direction * h, y_new, f_new  # accepted: first-same-as-last reuses f_new
             h *= 10.0 if norm == 0 else min(10.0, 0.9 * norm ** (-1 / 5))

@@ -1,0 +1,57 @@
+"""The one place where configs become objects. Everything else takes plain keyword arguments."""
+from __future__ import annotations
+
+import torch
+
+from .data import build_data
+from .losses import DDPMLoss, DSMLoss
+from .models import MLP, UNet
+from .parameterization import get_score_fn
+from .sampling import get_sampler
+from .sde import VESDE, VPSDE, subVPSDE
+
+
+def build_sde(c):
+    """config.sde → VPSDE / subVPSDE / VESDE."""
+    if c.type == "ve":
+        return VESDE(sigma_min=c.sigma_min, sigma_max=c.sigma_max, N=c.N)
+    cls = VPSDE if c.type == "vp" else subVPSDE
+    return cls(beta_min=c.beta_min, beta_max=c.beta_max, N=c.N, schedule=c.schedule)
+
+
+def build_data_from_config(config):
+    d = config.data
+    return build_data(d.dataset, root=d.root, image_size=d.image_size, centered=d.centered,
+                      random_flip=d.random_flip, n_eval=d.n_eval, seed=config.training.seed)
+
+
+def build_model(c, data_shape) -> torch.nn.Module:
+    """config.model and the data's per-sample shape → a network."""
+    if c.name == "mlp":
+        if len(data_shape) != 1:
+            raise ValueError(f"config.model.name='mlp' needs flat data, got per-sample shape {data_shape}; use 'unet'")
+        return MLP(dim=data_shape[0], hidden=c.hidden, layers=c.layers, emb_dim=c.emb_dim, time_scale=c.time_scale)
+    if len(data_shape) != 3:
+        raise ValueError(f"config.model.name='unet' needs images [C, H, W], got per-sample shape {data_shape}")
+    return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
+                num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
+                embedding=c.embedding, time_scale=c.time_scale, fourier_scale=c.fourier_scale,
+                skip_rescale=c.skip_rescale, num_classes=c.num_classes or None)
+
+
+def build_score_fn(model, sde, config):
+    return get_score_fn(model, sde, config.model.parameterization, continuous=config.loss.continuous)
+
+
+def build_loss_fn(sde, config):
+    """A function (model, x0, generator) → scalar loss."""
+    c = config.loss
+    if not c.continuous:
+        ddpm = DDPMLoss(sde, parameterization=config.model.parameterization, reduce=c.reduce)
+        return lambda model, x0, generator=None: ddpm(model, x0, generator)
+    dsm = DSMLoss(sde, c.weighting, eps=c.eps, reduce=c.reduce, importance_sampling=c.importance_sampling)
+    return lambda model, x0, generator=None: dsm(build_score_fn(model, sde, config), x0, generator)
+
+
+def build_sampler(config, name=None, steps=None, **options):
+    return get_sampler(name or config.sampling.name, steps=steps or config.sampling.steps, **options)

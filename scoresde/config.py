@@ -1,0 +1,169 @@
+"""The default configuration, loading config files, command-line overrides and validation.
+
+A config file is a Python file with `get_config()` that starts from `default_config()` and changes
+what it needs (see configs/). Every key a run may use is declared here; unknown or misspelt keys,
+and values outside their allowed set, fail at start with a message that names the key.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.data = dict(
+        dataset="checkerboard",   # a toy name, "digits", "mnist", "cifar10" or "image_folder"
+        root="data",              # folder with the dataset's files (images only)
+        image_size=0,             # expected height = width of images (0: whatever the data set has)
+        centered=True,            # scale images to [-1, 1] rather than [0, 1]
+        random_flip=False,        # random horizontal flips of training images
+        n_eval=2000,              # held-out samples (toy data: drawn from a separate stream)
+    )
+    c.model = dict(
+        name="mlp",               # "mlp", "unet" (or "ncsnpp", not implemented yet)
+        parameterization="eps",   # what the network predicts: eps, score, x0 or v
+        time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
+        hidden=256, layers=3, emb_dim=64,                       # mlp
+        ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,          # unet
+        attn_resolutions=(16,), dropout=0.1, embedding="sinusoidal",
+        fourier_scale=16.0, skip_rescale=False,
+        num_classes=0,            # > 0: class-conditional U-Net
+    )
+    c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
+    c.loss = dict(
+        continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
+        weighting="simple",       # simple (λ = σ²) or likelihood (λ = g²)
+        importance_sampling=False,
+        eps=1e-5,                 # t ~ U(eps, T)
+        reduce="mean",            # mean or sum over data dimensions
+    )
+    c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
+    c.training = dict(
+        batch_size=128, n_iters=1_300_000, seed=42,
+        device="auto",            # auto (cuda if available), cpu, cuda, cuda:1 ...
+        ema_rate=0.9999,
+        mixed_precision=False,    # bf16 autocast on CUDA
+        log_every=50, eval_every=5000, sample_every=50_000, save_every=5000, snapshot_every=50_000,
+    )
+    c.sampling = dict(name="euler_maruyama", steps=500, n=64)  # used for samples during training and as CLI default
+    c.eval = dict(batch_size=256, n_bpd=256)
+    return c
+
+
+CHOICES = {
+    "sde.type": ("vp", "subvp", "ve"),
+    "sde.schedule": ("linear", "cosine"),
+    "model.name": ("mlp", "unet", "ncsnpp"),
+    "model.parameterization": ("eps", "score", "x0", "v"),
+    "model.embedding": ("sinusoidal", "fourier"),
+    "loss.weighting": ("simple", "likelihood"),
+    "loss.reduce": ("mean", "sum"),
+}
+POSITIVE = ("training.batch_size", "training.n_iters", "training.log_every", "training.eval_every",
+            "training.sample_every", "training.save_every", "training.snapshot_every", "optim.lr", "sde.N",
+            "sampling.steps", "sampling.n", "eval.batch_size", "data.n_eval")
+
+
+def _get(config, dotted):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _keys(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, (dict, ml_collections.ConfigDict)):
+            yield from _keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def validate(config) -> ml_collections.ConfigDict:
+    """Reject unknown keys and invalid values, naming the key; return the locked config."""
+    known = set(_keys(default_config().to_dict()))
+    unknown = sorted(set(_keys(config.to_dict())) - known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; see scoresde/config.py for the valid keys")
+    for key, choices in CHOICES.items():
+        if _get(config, key) not in choices:
+            raise ValueError(f"config.{key} must be one of {list(choices)}, got {_get(config, key)!r}")
+    for key in POSITIVE:
+        if not _get(config, key) > 0:
+            raise ValueError(f"config.{key} must be > 0, got {_get(config, key)!r}")
+    if not 0 <= config.training.ema_rate < 1:
+        raise ValueError(f"config.training.ema_rate must lie in [0, 1), got {config.training.ema_rate}")
+    if not config.loss.continuous and config.sde.type != "vp":
+        raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
+    if config.model.name == "ncsnpp":
+        raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
+                         "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")
+    config.lock()
+    return config
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Run a config file's get_config()."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"scoresde_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path} must define get_config()")
+    return module.get_config()
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as --config.sde.type=ve
+
+
+def apply_overrides(config, overrides: list[str]) -> ml_collections.ConfigDict:
+    """Apply `--config.a.b=value` overrides (ml_collections / absl style) to existing keys only."""
+    known = set(_keys(default_config().to_dict()))
+    for item in overrides:
+        if not item.startswith("--config.") or "=" not in item:
+            raise ValueError(f"unrecognised argument {item!r}; overrides look like --config.training.n_iters=2000")
+        key, text = item[len("--config."):].split("=", 1)
+        if key not in known:
+            raise ValueError(f"unknown config key {key!r} in {item!r}; see scoresde/config.py for the valid keys")
+        *parents, leaf = key.split(".")
+        node = _get(config, ".".join(parents)) if parents else config
+        old, value = node[leaf], _parse_value(text)
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(old, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if old is not None and type(value) is not type(old):
+            raise ValueError(f"config.{key} must be a {type(old).__name__}, got {text!r}")
+        with config.unlocked():
+            node[leaf] = value
+    return config
+
+
+def to_json(config) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    data = json.loads(text)
+    config = default_config()
+    for key in _keys(data):
+        *parents, leaf = key.split(".")
+        value = _get(data, key)
+        node = _get(config, ".".join(parents)) if parents else config
+        node[leaf] = tuple(value) if isinstance(node[leaf], tuple) else value
+    return config
+
+
+def load_sibling(this_file: str, relative: str) -> ml_collections.ConfigDict:
+    """For config files: get_config() of the config file at `relative` to this file's folder."""
+    return load_config(str(Path(this_file).parent / relative))

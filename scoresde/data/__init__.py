@@ -1,0 +1,79 @@
+"""Training and held-out data. Every batch is a pure function of (seed, step), so resumed runs repeat exactly."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._utils import choice_error
+from .images import IMAGE_DATASETS
+from .toy import TOY
+
+DATASETS = sorted(TOY) + sorted(IMAGE_DATASETS)
+
+
+def stream_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU generator seeded from (seed, *keys) through numpy's SeedSequence: independent streams."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+class ToyData:
+    """A 2-D toy distribution: each step draws a fresh batch."""
+
+    is_image = False
+
+    def __init__(self, name: str, n_eval: int = 2000, seed: int = 0):
+        self.name, self.sample_fn, self.shape = name, TOY[name], (2,)
+        self.eval_data = self.sample_fn(n_eval, stream_generator(seed, 1 << 20))  # never overlaps training streams
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        return self.sample_fn(batch_size, stream_generator(seed, step))
+
+    def to_display(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ImageData:
+    """uint8 images scaled to [−1, 1] (or [0, 1]); epochs are seeded permutations, batches drop the remainder."""
+
+    is_image = True
+
+    def __init__(self, images: torch.Tensor, eval_images: torch.Tensor, centered: bool = True, random_flip: bool = False):
+        self.images, self.centered, self.random_flip = images, centered, random_flip
+        self.shape = tuple(images.shape[1:])
+        self.eval_data = self.scale(eval_images)
+
+    def scale(self, u: torch.Tensor) -> torch.Tensor:
+        x = u.float() / 255.0
+        return 2 * x - 1 if self.centered else x
+
+    def to_display(self, x: torch.Tensor) -> torch.Tensor:
+        """Back to [0, 1] for saving pictures."""
+        return ((x + 1) / 2 if self.centered else x).clamp(0, 1)
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        per_epoch = len(self.images) // batch_size
+        if per_epoch == 0:
+            raise ValueError(f"training.batch_size={batch_size} exceeds the data set's {len(self.images)} images")
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(len(self.images), generator=stream_generator(seed, 1 << 21, epoch))
+        x = self.scale(self.images[perm[k * batch_size:(k + 1) * batch_size]])
+        if self.random_flip:
+            flip = torch.rand(batch_size, generator=stream_generator(seed, 1 << 22, step)) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+
+def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: bool = True,
+               random_flip: bool = False, n_eval: int = 2000, seed: int = 0):
+    """A ToyData or ImageData by name (see DATASETS)."""
+    if dataset in TOY:
+        return ToyData(dataset, n_eval=n_eval, seed=seed)
+    if dataset not in IMAGE_DATASETS:
+        raise choice_error("config.data.dataset", dataset, DATASETS)
+    train, _ = IMAGE_DATASETS[dataset](root, "train")
+    test, _ = IMAGE_DATASETS[dataset](root, "test") if dataset != "image_folder" else (train[-n_eval:], None)
+    if image_size and train.shape[-1] != image_size:
+        raise ValueError(f"config.data.image_size={image_size} but {dataset} images are {train.shape[-1]}x{train.shape[-2]}; "
+                         f"set config.data.image_size={train.shape[-1]} (scoresde does not resize)")
+    return ImageData(train, test[:n_eval], centered=centered, random_flip=random_flip)

@@ -1,0 +1,30 @@
+"""A small time-conditioned MLP score network for low-dimensional data."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import sinusoidal_embedding
+
+
+class MLP(nn.Module):
+    """f(x, t) for x [B, dim]: x and a sinusoidal embedding of t go through SiLU layers."""
+
+    def __init__(self,
+                 dim: int = 2,                 # data dimension
+                 hidden: int = 256,            # width of each hidden layer
+                 layers: int = 3,              # number of hidden layers
+                 emb_dim: int = 64,            # size of the time embedding
+                 time_scale: float = 1.0,      # t is multiplied by this before embedding (1000 for t in [0, 1])
+                 ):
+        super().__init__()
+        self.emb_dim, self.time_scale = emb_dim, time_scale
+        sizes = [dim + emb_dim] + [hidden] * layers
+        blocks = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [nn.Linear(a, b), nn.SiLU()]
+        self.net = nn.Sequential(*blocks, nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = sinusoidal_embedding(t * self.time_scale, self.emb_dim).to(x.dtype)
+        return self.net(torch.cat([x, emb], dim=1))

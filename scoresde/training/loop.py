@@ -1,0 +1,254 @@
+"""The training loop: one config, one workdir; logs, samples, atomic checkpoints, exact resume, DDP under torchrun.
+
+Layout of a workdir:
+    config.json            the resolved config of the run
+    log.jsonl              one JSON object of scalars per logged step
+    checkpoints/latest.pt  model, EMA, optimiser, step, RNG states and config; rewritten atomically
+    checkpoints/ckpt_<step>.pt   periodic snapshots
+    samples/step_<step>.png      sample grids (images) or scatter plots (2-D data)
+    tensorboard/           scalars, when tensorboard is installed
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .. import builders
+from .._utils import progress
+from ..config import from_json, to_json, validate
+from ..data import stream_generator
+from . import checkpoint
+from .ema import EMA
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config.training.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
+class Distributed:
+    """Rank, world size and device under torchrun (RANK/WORLD_SIZE/LOCAL_RANK), or a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self):
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+class Logger:
+    """JSONL always; TensorBoard scalars when it is installed; rank 0 only."""
+
+    def __init__(self, workdir: Path, enabled: bool):
+        self.enabled, self.path, self.tb = enabled, workdir / "log.jsonl", None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(workdir / "tensorboard"))
+            except ImportError:
+                pass
+
+    def log(self, step: int, **scalars):
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+# Keys that define a run; the rest (n_iters, device, intervals, sampling, eval) may change on resume.
+RUN_DEFINING = ("data", "model", "sde", "loss", "optim", "training.batch_size", "training.seed", "training.ema_rate")
+
+
+def _check_workdir_config(workdir: Path, config) -> None:
+    """A workdir holds one run: resuming with a different run-defining config is refused."""
+    saved = workdir / "config.json"
+    if not saved.exists():
+        return
+    old, new = from_json(saved.read_text()).to_dict(), config.to_dict()
+    diffs = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
+             if old[s][k] != new[s][k] and (s in RUN_DEFINING or f"{s}.{k}" in RUN_DEFINING)]
+    if diffs:
+        raise ValueError(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use a new --workdir, "
+                         f"or keep {', '.join(RUN_DEFINING)} as they were")
+
+
+def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
+    """A PNG grid (images) or scatter plot (2-D points); needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = data.to_display(x.detach().float().cpu())
+    if data.is_image:
+        n = x.shape[0]
+        cols = int(n**0.5 + 0.999)
+        rows = (n + cols - 1) // cols
+        grid = torch.ones(rows * cols, *x.shape[1:])
+        grid[:n] = x
+        c, h, w = x.shape[1:]
+        grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+        plt.imsave(path, grid.squeeze(-1).numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    else:
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
+        lim = float(data.eval_data.abs().max()) * 1.2
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=path.stem)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return path
+
+
+class Trainer:
+    """Builds everything from the config and runs (or resumes) training in `workdir`."""
+
+    def __init__(self, config, workdir: str, progress_bar: bool = True, read_only: bool = False):
+        self.config = validate(config)
+        self.workdir = Path(workdir)
+        self.dist = Distributed(resolve_device(config.training.device))
+        self.device, t = self.dist.device, config.training
+        if t.batch_size % self.dist.world:
+            raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
+        self.data = builders.build_data_from_config(config)
+        self.sde = builders.build_sde(config.sde)
+        torch.manual_seed(t.seed)  # the same initial weights on every rank
+        self.model = builders.build_model(config.model, self.data.shape).to(self.device)
+        self.ema = EMA(self.model, t.ema_rate)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
+                                          eps=config.optim.eps, weight_decay=config.optim.weight_decay)
+        self.train_model = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
+        self.loss_fn = builders.build_loss_fn(self.sde, config)
+        self.step, self.progress_bar = 0, progress_bar
+        self.ckpt_dir = self.workdir / "checkpoints"
+        if self.dist.main and not read_only:  # read_only: sampling or evaluating a finished run
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            _check_workdir_config(self.workdir, config)
+            checkpoint.atomic_write_text(to_json(config), self.workdir / "config.json")
+        self._restore()
+        self.logger = Logger(self.workdir, self.dist.main and not read_only)
+
+    def _restore(self):
+        latest = self.ckpt_dir / "latest.pt"
+        if latest.exists():
+            state = checkpoint.load(latest, self.device)
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            checkpoint.set_rng_state(state["rng"])
+            self.step = state["step"]
+
+    def save(self, snapshot: bool = False):
+        if not self.dist.main:
+            return
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": self.step, "rng": checkpoint.rng_state(), "config": to_json(self.config)}
+        checkpoint.atomic_save(state, self.ckpt_dir / "latest.pt")
+        if snapshot:
+            checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser step on this rank's slice of the global batch; returns (loss, grad norm)."""
+        t, o = self.config.training, self.config.optim
+        per_rank = t.batch_size // self.dist.world
+        batch = self.data.train_batch(self.step, t.batch_size, t.seed)
+        x0 = batch[self.dist.rank * per_rank:(self.dist.rank + 1) * per_rank].to(self.device)
+        noise_gen = torch.Generator(device=self.device).manual_seed(
+            int(torch.randint(2**62, (1,), generator=stream_generator(t.seed, self.step, 1 + self.dist.rank))))
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=stream_generator(t.seed, self.step, 1 << 23, self.dist.rank))))
+        self.model.train()
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.mixed_precision and self.device.type == "cuda"
+                    else nullcontext())
+        with autocast:
+            loss = self.loss_fn(self.train_model, x0, noise_gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip if o.grad_clip > 0 else float("inf"))
+        for group in self.optimizer.param_groups:
+            group["lr"] = o.lr * min(1.0, (self.step + 1) / o.warmup) if o.warmup > 0 else o.lr
+        self.optimizer.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return loss.item(), grad_norm.item()
+
+    @torch.no_grad()
+    def eval_loss(self) -> float:
+        """Held-out loss of the EMA model with fixed noise."""
+        g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
+        x = self.data.eval_data.to(self.device)
+        bs = self.config.eval.batch_size
+        losses = [self.loss_fn(self.ema.model, x[i:i + bs], g).item() * len(x[i:i + bs]) for i in range(0, len(x), bs)]
+        return sum(losses) / len(x)
+
+    def sample(self, n: int | None = None, sampler=None, seed: int = 0):
+        """Samples from the EMA model: returns (x, nfe)."""
+        n = n or self.config.sampling.n
+        sampler = sampler or builders.build_sampler(self.config, progress=False)
+        score_fn = builders.build_score_fn(self.ema.model, self.sde, self.config)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        return sampler(score_fn, self.sde, (n, *self.data.shape), generator=g, device=self.device)
+
+    def train(self) -> Path:
+        t = self.config.training
+        start, last_log = self.step, time.perf_counter()
+        bar = progress(range(start, t.n_iters), self.progress_bar and self.dist.main, desc="train", total=t.n_iters - start)
+        try:
+            for _ in bar:
+                loss, grad_norm = self.train_step()
+                if hasattr(bar, "set_postfix") and (self.step % 10 == 0 or self.step == t.n_iters):
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if self.step % t.log_every == 0:
+                    now = time.perf_counter()
+                    self.logger.log(self.step, loss=loss, grad_norm=grad_norm, lr=self.optimizer.param_groups[0]["lr"],
+                                    steps_per_s=t.log_every / (now - last_log))
+                    last_log = now
+                if self.step % t.eval_every == 0 or self.step == t.n_iters:
+                    self.logger.log(self.step, eval_loss=self.eval_loss())
+                if self.dist.main and (self.step % t.sample_every == 0 or self.step == t.n_iters):
+                    save_samples(self.sample()[0], self.data, self.workdir / "samples" / f"step_{self.step}.png")
+                if self.step % t.save_every == 0 or self.step % t.snapshot_every == 0 or self.step == t.n_iters:
+                    self.save(snapshot=self.step % t.snapshot_every == 0 or self.step == t.n_iters)
+        except KeyboardInterrupt:
+            self.save()
+            if self.dist.main:
+                print(f"interrupted at step {self.step}; saved {self.ckpt_dir / 'latest.pt'}; run the same command to resume")
+            raise
+        finally:
+            self.logger.close()
+            self.dist.close()
+        return self.workdir
+
+
+def train(config, workdir: str, progress_bar: bool = True) -> Path:
+    """Train (or resume) the run in `workdir` from `config`."""
+    return Trainer(config, workdir, progress_bar).train()
