@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def cmd_train(args, overrides):
     config = apply_overrides(load_config(args.config), overrides)
     start = time.perf_counter()
     workdir = train(config, args.workdir, progress_bar=not args.no_progress)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {config.training.n_iters} steps in {time.perf_counter() - start:.0f} s; results in {workdir}/ "
               f"(checkpoints/, samples/, log.jsonl, config.json)")
 
@@ -103,12 +104,13 @@ def cmd_sample(args):
 
 
 def cmd_eval(args):
+    from .builders import build_score_fn
     from .likelihood import likelihood
 
     run = load_run(args.workdir, args.device)
     n = args.n or run.config.eval.n_bpd
     x = run.data.eval_data[:n].to(run.device)
-    score_fn = __import__("scoresde.builders", fromlist=["x"]).build_score_fn(run.ema.model, run.sde, run.config)
+    score_fn = build_score_fn(run.ema.model, run.sde, run.config)
     bpds, nfe = [], 0
     for i in range(0, len(x), run.config.eval.batch_size):
         r = likelihood(score_fn, run.sde, x[i:i + run.config.eval.batch_size],
@@ -139,7 +141,8 @@ def main(argv=None):
             return
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        {"sample": cmd_sample, "eval": cmd_eval, "compare": lambda a: __import__("scoresde.compare", fromlist=["x"]).run(a)}[args.command](args)
+        from .compare import run as cmd_compare
+        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare}[args.command](args)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"scoresde {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -10,6 +10,10 @@ import numpy as np
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save to `path` so that a crash at any moment leaves either the old file or the new one."""
     path = Path(path)
@@ -20,6 +24,7 @@ def atomic_save(obj, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,3 +55,9 @@ def set_rng_state(state: dict) -> None:
 
 def load(path: Path, device) -> dict:
     return torch.load(path, map_location=device, weights_only=False)
+
+
+def trained_step(workdir) -> int:
+    """The step of WORKDIR/checkpoints/latest.pt, or 0 when there is none."""
+    path = Path(workdir) / "checkpoints" / "latest.pt"
+    return int(load(path, "cpu")["step"]) if path.exists() else 0

@@ -1,0 +1,84 @@
+"""Feature networks for FID/KID-style metrics: a small classifier trained on the same data, or a TorchScript Inception.
+
+FID proper is the Fréchet distance on Inception-v3 pool features. scoresde loads a TorchScript feature
+extractor from a local file (for example NVlabs' `inception-2015-12-05.pt`, which maps uint8 images
+[B, 3, H, W] to 2048 features when called with return_features=True); nothing is downloaded.
+pytorch-fid's `pt_inception-*.pth` state dict is not supported yet: it needs that Inception
+architecture, which scoresde does not ship. Without Inception, the same Fréchet distance and KID are
+computed on a classifier's penultimate features, which makes comparisons possible offline on digits or MNIST.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Classifier(nn.Module):
+    """A small CNN; `features` returns its 128-d penultimate layer."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(in_channels, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1)
+        self.fc, self.head = nn.Linear(64 * 16, 128), nn.Linear(128, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(F.silu(self.conv1(x)), 2)
+        h = F.adaptive_avg_pool2d(F.silu(self.conv2(h)), 4)
+        return F.silu(self.fc(h.flatten(1)))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 1500, batch_size: int = 128,
+                     seed: int = 0, device="cpu") -> Classifier:
+    """Fit the classifier on scaled images [N, C, H, W] and integer labels (a minute on a CPU for digits)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = Classifier(images.shape[1], int(labels.max()) + 1).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        idx = torch.randint(len(images), (batch_size,), generator=g)
+        loss = F.cross_entropy(net(images[idx].to(device)), labels[idx].to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def classifier_features(workdir: Path, data, labels, device, steps: int = 1500) -> callable:
+    """A function images → features, from WORKDIR/feature_classifier.pt (trained and cached on first use)."""
+    path = Path(workdir) / "feature_classifier.pt"
+    if path.exists():
+        state = torch.load(path, map_location=device)
+        net = Classifier(data.shape[0], state["head.weight"].shape[0]).to(device)
+        net.load_state_dict(state)
+    else:
+        net = train_classifier(data.scale(data.images), labels, steps=steps, device=device)
+        torch.save(net.state_dict(), path)
+    net.eval()
+    return lambda x: net.features(x.to(device)).detach()
+
+
+def inception_features(path: str, data, device) -> callable:
+    """A function images → Inception features from a local TorchScript file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--inception-path {path} does not exist; scoresde downloads nothing. Give a local "
+                                "TorchScript Inception file, or use --features classifier")
+    try:
+        net = torch.jit.load(str(p), map_location=device).eval()
+    except RuntimeError as e:
+        raise ValueError(f"--inception-path {path} is not a TorchScript module (pytorch-fid's pt_inception state "
+                         "dicts are not supported yet); use --features classifier") from e
+
+    def features(x):
+        u8 = (data.to_display(x) * 255).round().to(torch.uint8)
+        if u8.shape[1] == 1:
+            u8 = u8.expand(-1, 3, -1, -1)
+        return net(u8.to(device), return_features=True).detach()
+
+    return features
