@@ -9,9 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 echo "== installing torch 2.13.0 and scoresde (with tqdm and matplotlib)"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q torch==2.13.0   # on this project's machines a local CPU build
-.venv/bin/python -m pip install -q -e ".[cli]"
+install() {  # pip's output goes to .venv/install.log and is shown only if something fails
+  .venv/bin/python -m pip install "$@" >> .venv/install.log 2>&1 || { cat .venv/install.log; exit 1; }
+}
+install --upgrade pip
+install torch==2.13.0   # on this project's machines a local CPU build
+install -e ".[cli]"
 echo "== training configs/vp/toy.py (2-D checkerboard, VP-SDE, small MLP) in $WORKDIR"
 .venv/bin/scoresde train --config configs/vp/toy.py --workdir "$WORKDIR"
 echo "== sampling 2000 points with the predictor-corrector sampler"

@@ -241,6 +241,8 @@ def test_nan_and_wrong_shape_scores_raise():
     (lambda: get_sampler("ode", steps=0), "steps must be an integer >= 1, got 0"),
     (lambda: get_sampler("ancestral", variance="large"), r"variance must be one of \['beta', 'beta_tilde'\]"),
     (lambda: get_sampler("ancestral:heun"), "sampler 'ancestral' has no method"),
+    (lambda: get_sampler("torchsde:srk", brownian="tree"), "method 'srk' needs brownian='interval'"),
+    (lambda: get_sampler("torchsde", brownian="path"), r"brownian must be one of \['interval', 'tree'\]"),
 ])
 def test_bad_sampler_arguments(call, match):
     with pytest.raises(ValueError, match=match):
@@ -261,3 +263,15 @@ def test_bad_call_arguments():
 
 def test_every_registered_sampler_is_covered():
     assert {name for name, _ in CASES.values()} == set(SAMPLERS)
+
+
+@pytest.mark.parametrize("brownian", ["interval", "tree"])
+def test_torchsde_brownian_objects(brownian):
+    """Each of torchsde's Brownian motions samples the 16-D Gaussian (same tolerance as test_gaussian_moments)."""
+    data, sde, n = gaussian(dim=16), scoresde.VPSDE(), 2000
+    sampler = get_sampler("torchsde:euler", steps=100, brownian=brownian, progress=False)
+    x, _ = sampler(data.score_fn(sde), sde, (n, 16), generator=generator("cpu"), dtype=F64)
+    L = torch.linalg.cholesky(data.cov())
+    w = torch.linalg.solve_triangular(L, (x - data.mean()).T, upper=False).T
+    assert w.mean(0).abs().max() < 5 / math.sqrt(n) + 0.05
+    assert (torch.cov(w.T) - torch.eye(16, dtype=F64)).abs().max() < 5 * math.sqrt(2 / n) + 0.05

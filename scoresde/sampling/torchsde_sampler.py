@@ -16,7 +16,9 @@ from .base import Sampler
 # method -> the SDE type torchsde expects for it (the same process here, see above).
 METHODS = {"euler": "ito", "milstein": "ito", "srk": "ito", "reversible_heun": "stratonovich",
            "heun": "stratonovich", "midpoint": "stratonovich", "euler_heun": "stratonovich"}
-BROWNIAN = ("interval", "tree", "path")
+# torchsde 0.2.6's BrownianPath is left out: it takes no seed (runs could not repeat) and is deprecated there.
+BROWNIAN = ("interval", "tree")
+LEVY_METHODS = ("srk", "reversible_heun")  # need space-time Lévy area, which only BrownianInterval provides
 
 
 class _ReverseSDE(torch.nn.Module):
@@ -45,18 +47,16 @@ def _brownian(kind, t1, size, device, dtype, entropy, levy):
     if kind == "interval":
         return torchsde.BrownianInterval(t0=0.0, t1=t1, size=size, device=device, dtype=dtype, entropy=entropy,
                                          levy_area_approximation=levy)
-    if kind == "tree":
-        return torchsde.BrownianTree(t0=0.0, t1=t1, w0=torch.zeros(size, device=device, dtype=dtype),
-                                     entropy=entropy, levy_area_approximation=levy)
-    return torchsde.BrownianPath(t0=0.0, w0=torch.zeros(size, device=device, dtype=dtype), levy_area_approximation=levy)
+    return torchsde.BrownianTree(t0=0.0, t1=t1, w0=torch.zeros(size, device=device, dtype=dtype), entropy=entropy)
 
 
 class TorchSDESampler(Sampler):
     """torchsde.sdeint on the reverse-time SDE with dt = (T − eps)/(steps − 1) and fixed steps.
 
     method: one of METHODS (srk costs several score calls per step; the NFE reported is counted).
-    brownian: "interval" (default), "tree" or "path", torchsde's Brownian motion objects; the
-    entropy is drawn from the sampler's generator, so seeded runs repeat. A user time grid is not
+    brownian: torchsde's BrownianInterval ("interval", default) or BrownianTree ("tree"); the entropy
+    is drawn from the sampler's generator, so seeded runs repeat. srk and reversible_heun need the
+    interval's space-time Lévy area. A user time grid is not
     supported: torchsde takes a constant dt.
     """
 
@@ -68,6 +68,8 @@ class TorchSDESampler(Sampler):
             raise choice_error("method", method, METHODS)
         if brownian not in BROWNIAN:
             raise choice_error("brownian", brownian, BROWNIAN)
+        if brownian != "interval" and method in LEVY_METHODS:
+            raise ValueError(f"method {method!r} needs brownian='interval' (space-time Lévy area), got {brownian!r}")
         if self.ts is not None:
             raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts")
         self.method, self.brownian = method, brownian
@@ -78,7 +80,7 @@ class TorchSDESampler(Sampler):
         shape = x.shape
         span = torch.tensor([0.0, (ts[0] - ts[-1]).item()], device=x.device, dtype=x.dtype)  # s-grid in x's dtype
         entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=x.device).item())
-        levy = "space-time" if self.method in ("srk", "reversible_heun") else "none"
+        levy = "space-time" if self.method in LEVY_METHODS else "none"
         bm = _brownian(self.brownian, span[1].item(), (shape[0], x[0].numel()), x.device, x.dtype, entropy, levy)
         rsde = _ReverseSDE(score, sde, shape, ts[0].item(), METHODS[self.method])
         ys = torchsde.sdeint(rsde, x.flatten(1), span, bm=bm, method=self.method, dt=span[1].item() / (len(ts) - 1))
