@@ -36,7 +36,8 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="output folder (default WORKDIR/compare)")
     p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
                    help="image features for the Fréchet distance and KID (default: a classifier trained on the data)")
-    p.add_argument("--inception-path", default=None, help="local TorchScript Inception file, with --features inception")
+    p.add_argument("--inception-path", default=None,
+                   help="with --features inception: a local pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript file")
     p.add_argument("--classifier-steps", type=int, default=1500, help="training steps of the feature classifier (default 1500)")
     p.add_argument("--bpd-n", type=int, default=0, help="also report bits/dim on this many held-out samples (default 0: skip)")
 
@@ -82,7 +83,7 @@ def _features(run, args):
 
     if args.features == "inception":
         if not args.inception_path:
-            raise ValueError("--features inception needs --inception-path FILE (a local TorchScript Inception)")
+            raise ValueError("--features inception needs --inception-path FILE (pt_inception .pth or TorchScript)")
         fn = inception_features(args.inception_path, run.data, run.device)
     else:
         _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")

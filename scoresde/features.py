@@ -1,11 +1,11 @@
-"""Feature networks for FID/KID-style metrics: a small classifier trained on the same data, or a TorchScript Inception.
+"""Feature networks for FID and KID: Inception-v3 from a local weights file, or a small classifier trained on the data.
 
-FID proper is the Fréchet distance on Inception-v3 pool features. scoresde loads a TorchScript feature
-extractor from a local file (for example NVlabs' `inception-2015-12-05.pt`, which maps uint8 images
-[B, 3, H, W] to 2048 features when called with return_features=True); nothing is downloaded.
-pytorch-fid's `pt_inception-*.pth` state dict is not supported yet: it needs that Inception
-architecture, which scoresde does not ship. Without Inception, the same Fréchet distance and KID are
-computed on a classifier's penultimate features, which makes comparisons possible offline on digits or MNIST.
+FID is the Fréchet distance on Inception-v3 pool features (Heusel et al. 2017). `--inception-path` takes
+either pytorch-fid's standard `pt_inception-2015-12-05-*.pth` state dict (loaded into
+`scoresde.inception.FIDInceptionV3`, no torchvision needed) or a TorchScript extractor such as NVlabs'
+`inception-2015-12-05.pt`. Nothing is downloaded. Without Inception, the same Fréchet distance and KID
+are computed on a classifier's penultimate features, which makes comparisons possible offline on digits
+or MNIST (they are then not comparable to published FIDs).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def classifier_features(workdir: Path, data, labels, device, steps: int = 1500) 
     """A function images → features, from WORKDIR/feature_classifier.pt (trained and cached on first use)."""
     path = Path(workdir) / "feature_classifier.pt"
     if path.exists():
-        state = torch.load(path, map_location=device)
+        state = torch.load(path, map_location=device, weights_only=True)
         net = Classifier(data.shape[0], state["head.weight"].shape[0]).to(device)
         net.load_state_dict(state)
     else:
@@ -64,21 +64,27 @@ def classifier_features(workdir: Path, data, labels, device, steps: int = 1500) 
 
 
 def inception_features(path: str, data, device) -> callable:
-    """A function images → Inception features from a local TorchScript file."""
+    """A function images → 2048-d Inception features, from a local pt_inception state dict or TorchScript file."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--inception-path {path} does not exist; scoresde downloads nothing. Give a local "
-                                "TorchScript Inception file, or use --features classifier")
+                                "pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript Inception file, "
+                                "or use --features classifier")
     try:
-        net = torch.jit.load(str(p), map_location=device).eval()
-    except RuntimeError as e:
-        raise ValueError(f"--inception-path {path} is not a TorchScript module (pytorch-fid's pt_inception state "
-                         "dicts are not supported yet); use --features classifier") from e
+        net, scripted = torch.jit.load(str(p), map_location=device).eval(), True
+    except RuntimeError:
+        from .inception import FIDInceptionV3
+        try:
+            net, scripted = FIDInceptionV3.from_file(str(p), device), False
+        except Exception as e:  # unpickling, missing or mis-shaped keys: all mean "not that file"
+            raise ValueError(f"--inception-path {path} is neither TorchScript nor a pt_inception state dict: {e}") from e
 
+    @torch.no_grad()
     def features(x):
-        u8 = (data.to_display(x) * 255).round().to(torch.uint8)
-        if u8.shape[1] == 1:
-            u8 = u8.expand(-1, 3, -1, -1)
-        return net(u8.to(device), return_features=True).detach()
+        x = data.to_display(x.to(device))
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        if scripted:  # NVlabs' extractor takes uint8 images
+            return net((x * 255).round().to(torch.uint8), return_features=True)
+        return net.features(x)
 
     return features

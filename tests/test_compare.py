@@ -3,6 +3,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from scoresde import compare
 from scoresde.config import apply_overrides, load_config
@@ -64,3 +65,29 @@ def test_inception_features_need_a_local_file(toy_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="downloads nothing"):
         from scoresde.features import inception_features
         inception_features(str(tmp_path / "missing.pt"), None, "cpu")
+
+
+def test_fid_inception_matches_torchvision_structure():
+    """Same parameters as torchvision's Inception3 (27,161,264 with its auxiliary head) minus that head."""
+    from scoresde.inception import FIDInceptionV3
+
+    net = FIDInceptionV3(num_classes=1000)
+    aux_head = (768 * 128 + 2 * 128) + (128 * 768 * 25 + 2 * 768) + (768 * 1000 + 1000)
+    assert sum(p.numel() for p in net.parameters()) == 27_161_264 - aux_head
+    keys = FIDInceptionV3().state_dict()
+    assert keys["fc.weight"].shape == (1008, 2048) and "Mixed_7c.branch3x3dbl_3b.bn.running_var" in keys
+
+
+def test_pt_inception_state_dict_loads_and_gives_2048_features(tmp_path):
+    """A state dict in pt_inception's format (random weights here: the real file cannot be downloaded)."""
+    from scoresde.data import ImageData
+    from scoresde.features import inception_features
+    from scoresde.inception import FIDInceptionV3
+
+    torch.save(FIDInceptionV3().state_dict(), tmp_path / "pt_inception.pth")
+    data = ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    feats = inception_features(str(tmp_path / "pt_inception.pth"), data, "cpu")(torch.rand(2, 1, 8, 8) * 2 - 1)
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+    (tmp_path / "junk.pth").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="neither TorchScript nor a pt_inception state dict"):
+        inception_features(str(tmp_path / "junk.pth"), data, "cpu")
