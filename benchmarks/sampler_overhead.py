@@ -66,7 +66,7 @@ def main():
         g = torch.Generator(device=device).manual_seed(0)
         seconds, (_, nfe) = timed(lambda: sampler(score, sde, shape, generator=g, device=device), device)
         ms = seconds * 1e3 / args.steps
-        print(f"| {label} | {ms:.2f} | {nfe} | {ms / unet_ms:.4f} |")
+        print(f"| {label} | {ms:.2f} | {nfe} | {ms / unet_ms:.1e} |")
 
     print("\nProbability-flow ODE, adaptive RK45: time per NFE with the free score")
     for method in ("dopri5", "rk45"):

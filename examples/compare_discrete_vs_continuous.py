@@ -4,7 +4,7 @@ Trains configs/vp/toy.py (or resumes it), then runs `scoresde compare` with ever
 step budgets on the same seeds, and prints the table. The plot of quality against NFE and the best
 samples per sampler are written next to it.
 
-    python examples/compare_discrete_vs_continuous.py [--workdir runs/compare_toy] [--n 5000] [--publish]
+    python examples/compare_discrete_vs_continuous.py [--workdir runs/compare_toy] [--n 2000] [--publish]
 
 --publish copies the table and plots to examples/results/, where the README shows them.
 """
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="runs/compare_toy")
-    p.add_argument("--n", type=int, default=5000, help="samples per sampler and budget")
+    p.add_argument("--n", type=int, default=2000, help="samples per sampler and budget (the README table used 5000)")
     p.add_argument("--steps", default="10,20,50,100,1000")
     p.add_argument("--samplers", default="ancestral,ddim,reverse_diffusion,euler_maruyama,pc,ode,ode:heun,torchsde:srk")
     p.add_argument("--publish", action="store_true", help="copy the results to examples/results/")
