@@ -9,6 +9,7 @@ or MNIST (they are then not comparable to published FIDs).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -70,13 +71,15 @@ def inception_features(path: str, data, device) -> callable:
         raise FileNotFoundError(f"--inception-path {path} does not exist; scoresde downloads nothing. Give a local "
                                 "pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript Inception file, "
                                 "or use --features classifier")
-    try:
-        net, scripted = torch.jit.load(str(p), map_location=device).eval(), True
-    except RuntimeError:
-        from .inception import FIDInceptionV3
+    from .inception import FIDInceptionV3
+    try:  # pytorch-fid's pt_inception state dict, the standard file
+        net, scripted = FIDInceptionV3.from_file(str(p), device), False
+    except Exception:  # unpickling, missing or mis-shaped keys: try TorchScript next
         try:
-            net, scripted = FIDInceptionV3.from_file(str(p), device), False
-        except Exception as e:  # unpickling, missing or mis-shaped keys: all mean "not that file"
+            with warnings.catch_warnings():  # torch.jit.load is deprecated in torch 2.13; the user chose the format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                net, scripted = torch.jit.load(str(p), map_location=device).eval(), True
+        except Exception as e:
             raise ValueError(f"--inception-path {path} is neither TorchScript nor a pt_inception state dict: {e}") from e
 
     @torch.no_grad()
