@@ -32,7 +32,7 @@ def default_config() -> ml_collections.ConfigDict:
         ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,          # unet
         attn_resolutions=(16,), dropout=0.1, embedding="sinusoidal",
         fourier_scale=16.0, skip_rescale=False,
-        num_classes=0,            # > 0: class-conditional U-Net
+        num_classes=0,            # > 0: class-conditional U-Net (Python API only; training feeds no labels yet)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.loss = dict(
@@ -99,6 +99,9 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.training.ema_rate must lie in [0, 1), got {config.training.ema_rate}")
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
+    if config.model.num_classes:
+        raise ValueError(f"config.model.num_classes={config.model.num_classes}: class-conditional training is not wired "
+                         "into the training loop yet (UNet(num_classes=...) works in Python); use 0")
     if config.model.name == "ncsnpp":
         raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
                          "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")

@@ -129,6 +129,7 @@ def test_sigkill_during_training_then_resume(tmp_path):
     (["--config.model.name=ncsnpp"], "NCSN\\+\\+ architecture is not implemented"),
     (["--config.loss.continuous=False", "--config.sde.type=ve"], "needs config.sde.type='vp'"),
     (["training.n_iters=5"], "overrides look like --config.training.n_iters=2000"),
+    (["--config.model.num_classes=10"], "class-conditional training is not wired"),
 ])
 def test_bad_configs_fail_at_start(overrides, match):
     with pytest.raises(ValueError, match=match):
