@@ -26,6 +26,7 @@ SAMPLERS = {  # label -> (registry name, options)
     "ode:heun": ("ode", {"method": "heun"}),
     "ode:dopri5 (adaptive)": ("ode", {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3}),
     "ddim (eta=0)": ("ddim", {}),
+    "dpm_solver++ (2M)": ("dpm_solver", {}),
     "torchsde:euler": ("torchsde", {"method": "euler"}),
     "torchsde:srk": ("torchsde", {"method": "srk"}),
 }

@@ -24,6 +24,7 @@ CASES = {
     "ode_heun": ("ode", dict(method="heun", steps=100)),
     "ddim": ("ddim", dict(steps=100)),
     "ddim_eta1": ("ddim", dict(steps=200, eta=1.0)),
+    "dpm_solver_2m": ("dpm_solver", dict(steps=50)),
     "torchsde_euler": ("torchsde", dict(method="euler", steps=200)),
     "torchsde_milstein": ("torchsde", dict(method="milstein", steps=200)),
     "torchsde_srk": ("torchsde", dict(method="srk", steps=40)),
@@ -87,7 +88,7 @@ def test_mixture_weights(case, sde_name):
     assert torch.cdist(x, data.means).min(1).values.median() < 1.0  # samples sit on the modes
 
 
-def _ode_errors(method, sde, steps_list):
+def _ode_errors(method, sde, steps_list, name="ode"):
     """Max error at eps of the fixed-step PF-ODE against its exact flow for 1-D Gaussian data.
 
     For Gaussian p_t the flow keeps (x_t − m_t)/√C_t constant, so x_eps is known in closed form.
@@ -96,7 +97,8 @@ def _ode_errors(method, sde, steps_list):
     (a_e, s_e), (a_T, s_T) = (sde.marginal_coeffs(torch.tensor([t], dtype=F64)) for t in (sde.sampling_eps, sde.T))
     errors = []
     for steps in steps_list:
-        sampler = get_sampler("ode", method=method, steps=steps, denoise=False, progress=False, return_trajectory=True)
+        options = {"method": method} if name == "ode" else {"order": method}
+        sampler = get_sampler(name, steps=steps, denoise=False, progress=False, return_trajectory=True, **options)
         x, _, traj = sampler(data.score_fn(sde), sde, (64, 1), generator=generator("cpu"), dtype=F64)
         exact = a_e * 0.5 + ((a_e**2 * 0.3 + s_e**2) / (a_T**2 * 0.3 + s_T**2)).sqrt() * (traj[0] - a_T * 0.5)
         errors.append((x - exact).abs().max().item())
@@ -110,6 +112,23 @@ def test_ode_convergence_order(method, order, sde_name):
     errors = _ode_errors(method, SDES[sde_name](), [65, 129, 257])
     orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
     assert all(abs(o - order) < 0.2 for o in orders), (errors, orders)
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+def test_dpm_solver_2m_is_second_order(sde_name):
+    """DPM-Solver++(2M) against the exact flow: order within 2 ± 0.2 (65 → 129 → 257 steps)."""
+    errors = _ode_errors(2, SDES[sde_name](), [65, 129, 257], name="dpm_solver")
+    orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    assert all(abs(o - 2.0) < 0.2 for o in orders), (errors, orders)
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
+def test_dpm_solver_order_one_is_ddim(sde_name):
+    """The first-order exponential integrator in data prediction is DDIM with η = 0, exactly."""
+    data, sde = gaussian(dim=4), SDES[sde_name]()
+    run = lambda name, **o: get_sampler(name, steps=30, progress=False, **o)(
+        data.score_fn(sde), sde, (16, 4), generator=generator("cpu"), dtype=F64)[0]
+    assert torch.allclose(run("dpm_solver", order=1, grid="uniform"), run("ddim"), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("sde_name", ["vp", "subvp"])
@@ -188,7 +207,7 @@ def test_any_number_of_steps(case, steps):
 
 @pytest.mark.parametrize("case, expected", [
     ("ancestral", 10), ("reverse_diffusion", 10), ("euler_maruyama", 10), ("ddim", 10),
-    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1),
+    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1), ("dpm_solver_2m", 10),
 ])
 def test_nfe_is_counted(case, expected):
     data, sde = gaussian(dim=4), scoresde.VPSDE()
@@ -233,7 +252,7 @@ def test_nan_and_wrong_shape_scores_raise():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'euler_maruyama'"),
+    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'dpm_solver', 'euler_maruyama'.*got 'euler'"),
     (lambda: get_sampler("pc", snr_value=0.1), r"unknown option\(s\) \['snr_value'\] for sampler 'pc'; valid options: \["),
     (lambda: get_sampler("pc", corrector="hmc"), r"corrector must be one of \['annealed_langevin', 'langevin', 'none'\]"),
     (lambda: get_sampler("torchsde:rk4"), r"method must be one of \['euler', 'euler_heun', 'heun', 'midpoint', 'milstein'"),

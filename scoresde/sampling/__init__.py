@@ -10,6 +10,7 @@ from .._utils import choice_error
 from .ancestral import AncestralSampler
 from .base import CountedScore, Sampler, tweedie
 from .ddim import DDIMSampler
+from .dpm_solver import DPMSolverSampler
 from .ode import ODESampler
 from .pc import CORRECTORS, PREDICTORS, PCSampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
@@ -22,6 +23,7 @@ SAMPLERS = {
     "pc": PCSampler,
     "ode": ODESampler,
     "ddim": DDIMSampler,
+    "dpm_solver": DPMSolverSampler,
     "torchsde": TorchSDESampler,
 }
 
@@ -54,4 +56,4 @@ def get_sampler(name: str, **options) -> Sampler:
 
 __all__ = ["SAMPLERS", "get_sampler", "sampler_options", "Sampler", "CountedScore", "tweedie", "AncestralSampler",
            "ReverseDiffusionSampler", "EulerMaruyamaSampler", "PCSampler", "ODESampler", "DDIMSampler",
-           "TorchSDESampler", "PREDICTORS", "CORRECTORS"]
+           "TorchSDESampler", "DPMSolverSampler", "PREDICTORS", "CORRECTORS"]
