@@ -60,7 +60,7 @@ def main():
     print(f"U-Net forward (35.7M params): {unet_ms:.1f} ms per batch of {args.batch}"
           + (f" (timed at batch {unet_batch}, scaled linearly)" if unet_batch != args.batch else ""))
 
-    print(f"\n| sampler | ms per step (free score) | NFE | ratio to one U-Net eval |\n|---|---:|---:|---:|")
+    print("\n| sampler | ms per step (free score) | NFE | ratio to one U-Net eval |\n|---|---:|---:|---:|")
     for label, (name, options) in SAMPLERS.items():
         sampler = get_sampler(name, steps=args.steps, progress=False, **options)
         g = torch.Generator(device=device).manual_seed(0)

@@ -42,7 +42,7 @@ def main():
     floors = torch.tensor([sliced_wasserstein(e, held_out) for e in exact])
     floor_sw, floor_mmd = floors.mean().item(), sum(mmd(e[:2000], held_out[:2000]) for e in exact) / 10
     print(f"\nmodel: step {run.step}; {args.n} samples vs {len(held_out)} held-out points")
-    print(f"| samples | NFE | sliced W1 | ratio to floor | MMD |\n|---|---:|---:|---:|---:|")
+    print("| samples | NFE | sliced W1 | ratio to floor | MMD |\n|---|---:|---:|---:|---:|")
     print(f"| exact checkerboard (floor, mean ± sd of 10 draws) | - | {floor_sw:.4f} ± {floors.std():.4f} | 1.00 "
           f"| {floor_mmd:.5f} |")
     for label, name, opts in [("euler_maruyama, 500 steps", "euler_maruyama", {"steps": 500}),

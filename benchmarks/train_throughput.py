@@ -68,7 +68,7 @@ def main():
         opt.step()
 
     forward, step = time_model(model, unet_step, x, torch.randint(0, 1000, (args.batch,), device=device), args.steps, device)
-    print(f"\n| model | batch | forward (s) | train step (s) | images/s | step / forward |\n|---|---:|---:|---:|---:|---:|")
+    print("\n| model | batch | forward (s) | train step (s) | images/s | step / forward |\n|---|---:|---:|---:|---:|---:|")
     print(f"| DDPM U-Net 35.7M | {args.batch} | {forward:.3f} | {step:.3f} | {args.batch / step:.1f} | {step / forward:.2f} |")
 
     with tempfile.TemporaryDirectory() as workdir:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scoresde import builders
-from scoresde.config import apply_overrides, default_config, load_config, validate
+from scoresde.config import apply_overrides, load_config, validate
 from scoresde.training import Trainer
 from scoresde.training import checkpoint as ckpt_module
 

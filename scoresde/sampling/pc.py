@@ -70,6 +70,3 @@ class PCSampler(Sampler):
 
     def finish(self, score, sde, x, c, generator):
         return self.correct(score, x, len(c["t"]) - 1, c, generator)
-
-
-
