@@ -71,6 +71,15 @@ def load_run(workdir: str, device: str = "auto"):
     return Trainer(config, workdir, progress_bar=False, read_only=True)
 
 
+def sample_batches(run, sampler, n: int, batch_size: int, seed: int):
+    """n samples from the run's EMA model in batches (seeds seed, seed + batch_size, ...): (x on CPU, NFE per batch, seconds)."""
+    xs, nfe, start = [], 0, time.perf_counter()
+    for i in range(0, n, batch_size):
+        x, nfe = run.sample(min(batch_size, n - i), sampler=sampler, seed=seed + i)
+        xs.append(x.cpu())  # the copy to the host also waits for the device to finish
+    return torch.cat(xs), nfe, time.perf_counter() - start
+
+
 def cmd_train(args, overrides):
     from .config import apply_overrides, load_config
     from .training import train
@@ -90,17 +99,12 @@ def cmd_sample(args):
     run = load_run(args.workdir, args.device)
     sampler = builders.build_sampler(run.config, args.sampler, args.steps, **_parse_options(args.option))
     name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
-    xs, nfe, start = [], 0, time.perf_counter()
-    for i in range(0, args.n, args.batch_size):
-        x, k = run.sample(min(args.batch_size, args.n - i), sampler=sampler, seed=args.seed + i)
-        xs.append(x.cpu())
-        nfe += k
-    x, seconds = torch.cat(xs), time.perf_counter() - start
+    x, nfe, seconds = sample_batches(run, sampler, args.n, args.batch_size, args.seed)
     out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, samples=x.numpy(), nfe=nfe // len(xs), seconds=seconds)
+    np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds)
     png = save_samples(x[:64] if run.data.is_image else x, run.data, out.with_suffix(".png"))
-    print(f"{len(x)} samples, {nfe // len(xs)} NFE per batch, {seconds:.1f} s: wrote {out}" + (f" and {png}" if png else ""))
+    print(f"{len(x)} samples, {nfe} NFE per batch, {seconds:.1f} s: wrote {out}" + (f" and {png}" if png else ""))
 
 
 def cmd_eval(args):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,23 +55,20 @@ def _quality(run, x, feature_fn, ref_feats):
     if not run.data.is_image:
         ref = run.data.eval_data
         return {"sliced_wasserstein": metrics.sliced_wasserstein(x, ref), "mmd": metrics.mmd(x[:2000], ref[:2000])}
-    feats = torch.cat([feature_fn(x[i:i + 500].to(run.device)).cpu() for i in range(0, len(x), 500)])
+    feats = _batched_features(feature_fn, x, run.device)
     kid, _ = metrics.kid(feats, ref_feats, subsets=50, subset_size=min(1000, len(feats), len(ref_feats)))
     return {"frechet_distance": metrics.frechet_distance_features(feats, ref_feats), "kid": kid}
 
 
 def _sample(run, name, steps, args):
     from .builders import build_sampler
+    from .cli import sample_batches
 
-    sampler = build_sampler(run.config, name, steps, progress=False)
-    xs, nfe, start = [], 0, time.perf_counter()
-    for i in range(0, args.n, args.batch_size):
-        x, k = run.sample(min(args.batch_size, args.n - i), sampler=sampler, seed=args.seed + i)
-        xs.append(x.cpu())
-        nfe = k
-    if run.device.type == "cuda":
-        torch.cuda.synchronize()
-    return torch.cat(xs), nfe, time.perf_counter() - start
+    return sample_batches(run, build_sampler(run.config, name, steps, progress=False), args.n, args.batch_size, args.seed)
+
+
+def _batched_features(feature_fn, x, device, chunk: int = 500):
+    return torch.cat([feature_fn(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)])
 
 
 def _features(run, args):
@@ -88,8 +84,7 @@ def _features(run, args):
     else:
         _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
         fn = classifier_features(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
-    ref = run.data.eval_data
-    return fn, torch.cat([fn(ref[i:i + 500].to(run.device)).cpu() for i in range(0, len(ref), 500)])
+    return fn, _batched_features(fn, run.data.eval_data, run.device)
 
 
 def run(args):
@@ -162,6 +157,8 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
 
 
 def _plots(rows, metric, out, run_):
+    from .training.loop import image_grid
+
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -186,9 +183,7 @@ def _plots(rows, metric, out, run_):
         x = torch.from_numpy(np.load(out / "samples" / f"{name.replace(':', '-')}_{r['steps'] or 'adaptive'}.npy"))
         if run_.data.is_image:
             x = run_.data.to_display(x[:16])
-            c, h, w = x.shape[1:]
-            grid = x.reshape(4, 4, c, h, w).permute(0, 3, 1, 4, 2).reshape(4 * h, 4 * w, c).squeeze(-1)
-            ax.imshow(grid.numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+            ax.imshow(image_grid(x).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
             ax.axis("off")
         else:
             ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)

@@ -101,6 +101,16 @@ def _check_workdir_config(workdir: Path, config) -> None:
                          f"or keep {', '.join(RUN_DEFINING)} as they were")
 
 
+def image_grid(x: torch.Tensor) -> torch.Tensor:
+    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·H, cols·W(, C)], padding with white."""
+    n, c, h, w = x.shape
+    cols = int(n**0.5 + 0.999)
+    rows = (n + cols - 1) // cols
+    grid = torch.ones(rows * cols, c, h, w)
+    grid[:n] = x
+    return grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c).squeeze(-1)
+
+
 def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
     """A PNG grid (images) or scatter plot (2-D points); needs matplotlib."""
     try:
@@ -112,14 +122,7 @@ def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     x = data.to_display(x.detach().float().cpu())
     if data.is_image:
-        n = x.shape[0]
-        cols = int(n**0.5 + 0.999)
-        rows = (n + cols - 1) // cols
-        grid = torch.ones(rows * cols, *x.shape[1:])
-        grid[:n] = x
-        c, h, w = x.shape[1:]
-        grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-        plt.imsave(path, grid.squeeze(-1).numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        plt.imsave(path, image_grid(x).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
     else:
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
