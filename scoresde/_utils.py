@@ -52,6 +52,11 @@ def randn(shape: Sequence[int], generator: torch.Generator | None, device, dtype
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 
+def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped, placed and typed like x."""
+    return randn(x.shape, generator, x.device, x.dtype)
+
+
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
     if generator is not None and torch.device(generator.device).type != torch.device(device).type:
         raise ValueError(f"generator lives on {generator.device} but sampling runs on {device}; "

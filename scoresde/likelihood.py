@@ -13,7 +13,7 @@ import torch
 
 from ._utils import check_batch, choice_error
 from .sampling.ode_solvers import SOLVERS
-from .sde import SDE
+from .sde import SDE, reverse_drift
 
 TRACES = ("hutchinson", "exact")
 NOISES = ("rademacher", "gaussian")  # Rademacher has lower variance: ε_i² = 1
@@ -51,10 +51,9 @@ def _drift_and_divergence(score_fn, sde, x, t, trace, probe):
     The estimator is applied to all of h, not to s alone: near T, ∂h/∂x = f I − ½ g² ∂s/∂x → 0, so
     its variance vanishes there, whereas D f − ½ g² εᵀ(∂s/∂x)ε would carry ½ β (‖ε‖² − D) of noise.
     """
-    f, g = sde.coefficients(t)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        h = f[:, None] * x.flatten(1) - 0.5 * (g**2)[:, None] * score_fn(x, t).flatten(1)
+        h = reverse_drift(sde, score_fn, x, t, 0.5).flatten(1)
         if trace == "hutchinson":
             (vjp,) = torch.autograd.grad(h, x, probe.flatten(1))
             return h.detach(), (vjp * probe).flatten(1).sum(1)

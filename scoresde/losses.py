@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ._utils import append_dims, check_batch, choice_error
+from ._utils import append_dims, check_batch, choice_error, noise_like
 from .parameterization import convert
 from .sde import SDE
 
@@ -93,7 +93,7 @@ class DSMLoss:
             t, weight = self.sample_t(x0.shape[0], generator, x0.device, x0.dtype)
         else:
             weight = self.weight_fn(self.sde, t)
-        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if noise is None else noise
+        z = noise_like(x0, generator) if noise is None else noise
         mean, std = self.sde.marginal_prob(x0, t)
         std = append_dims(std, x0.ndim)
         score = score_fn(mean + std * z, t)
@@ -119,7 +119,7 @@ class DDPMLoss:
         check_batch(x0, "x0")
         if index is None:
             index = torch.randint(0, self.sde.N, (x0.shape[0],), generator=generator, device=x0.device)
-        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if noise is None else noise
+        z = noise_like(x0, generator) if noise is None else noise
         abar = self.sde.alphas_cumprod.to(x0.device)[index].to(x0.dtype)
         alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
         x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z

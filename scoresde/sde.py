@@ -19,6 +19,18 @@ from ._utils import append_dims, check_batch, check_positive_int, check_time, ra
 from .schedules import get_schedule
 
 
+def transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s):
+    """a = α_t/α_s and v = σ_t² − a² σ_s² of x_t | x_s ~ N(a x_s, v I), for any linear SDE with these marginals."""
+    a = alpha_t / alpha_s
+    return a, (sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)
+
+
+def reverse_drift(sde: "SDE", score_fn, x: torch.Tensor, t: torch.Tensor, c: float) -> torch.Tensor:
+    """f(t) x − c g(t)² s(x, t): the reverse-time SDE's drift (c = 1) or the probability-flow ODE's (c = ½); no checks."""
+    f, g = sde.coefficients(t)
+    return append_dims(f, x.ndim) * x - c * append_dims(g**2, x.ndim) * score_fn(x, t)
+
+
 class SDE(abc.ABC):
     """Base class for linear SDEs dx = f(t) x dt + g(t) dw on t ∈ [0, T]."""
 
@@ -54,11 +66,8 @@ class SDE(abc.ABC):
         return append_dims(alpha, x.ndim) * x, sigma
 
     def transition_coeffs(self, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a, v of the exact transition x_t | x_s ~ N(a x_s, v I) for s < t: a = α_t/α_s, v = σ_t² − a² σ_s²."""
-        alpha_t, sigma_t = self.marginal_coeffs(t)
-        alpha_s, sigma_s = self.marginal_coeffs(s)
-        a = alpha_t / alpha_s
-        return a, (sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)
+        """a, v of the exact transition x_t | x_s ~ N(a x_s, v I) for s < t."""
+        return transition_from_marginals(*self.marginal_coeffs(t), *self.marginal_coeffs(s))
 
     def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None):
         """f, G of the exact step x_t = x_{t−dt} + f + G z over [t − dt, t]; dt defaults to T/N."""

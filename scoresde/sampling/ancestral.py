@@ -9,16 +9,16 @@ reaches 1 and any number of steps works.
 """
 from __future__ import annotations
 
-from .._utils import choice_error
-from .base import Sampler, grid_marginals, noise_like, sqrt_
+from .._utils import choice_error, noise_like
+from ..sde import transition_from_marginals
+from .base import Sampler, grid_marginals, sqrt_
 
 VARIANCES = ("beta_tilde", "beta")
 
 
 def posterior_coeffs(alpha_t, sigma_t, alpha_s, sigma_s):
     """a, v of the transition s → t and the posterior variance β̃ = v σ_s²/σ_t²."""
-    a = alpha_t / alpha_s
-    v = (sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)
+    a, v = transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s)
     return a, v, v * sigma_s**2 / sigma_t**2
 
 

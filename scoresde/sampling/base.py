@@ -15,8 +15,8 @@ from ..sde import SDE
 class CountedScore:
     """Wraps score_fn: counts every call (the true NFE) and rejects wrong shapes and non-finite output."""
 
-    def __init__(self, score_fn, shape):
-        self.score_fn, self.shape, self.nfe = score_fn, tuple(shape), 0
+    def __init__(self, score_fn):
+        self.score_fn, self.nfe = score_fn, 0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
@@ -119,7 +119,7 @@ class Sampler:
         device = torch.device(device if device is not None else (generator.device if generator is not None else "cpu"))
         check_generator(generator, device)
         dtype = dtype or torch.get_default_dtype()
-        ts, score = self.time_grid(sde), CountedScore(score_fn, shape)
+        ts, score = self.time_grid(sde), CountedScore(score_fn)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [x] if self.return_trajectory else None
@@ -139,10 +139,6 @@ def tweedie(score, x: torch.Tensor, t, alpha, sigma) -> torch.Tensor:
     """E[x_0 | x_t] = (x_t + σ_t² ∇log p_t(x_t)) / α_t (Tweedie's formula; Efron 2011), scalar t, α_t, σ_t."""
     alpha, sigma, t = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (alpha, sigma, t))
     return (x + sigma**2 * score(x, t)) / alpha
-
-
-def noise_like(x: torch.Tensor, generator) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def sqrt_(v: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 from .ancestral import posterior_coeffs
-from .base import Sampler, grid_marginals, noise_like, sqrt_
+from .._utils import noise_like
+from .base import Sampler, grid_marginals, sqrt_
 
 
 class DDIMSampler(Sampler):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import append_dims, choice_error
+from .._utils import choice_error
+from ..sde import reverse_drift
 from .base import Sampler
 from .ode_solvers import SOLVERS
 
@@ -13,8 +14,7 @@ METHODS = tuple(SOLVERS) + FIXED_STEP
 
 def probability_flow_drift(score, sde, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """f(t) x − ½ g(t)² s(x, t) for t of shape [B]."""
-    f, g = sde.coefficients(t)
-    return append_dims(f, x.ndim) * x - 0.5 * append_dims(g**2, x.ndim) * score(x, t)
+    return reverse_drift(sde, score, x, t, 0.5)
 
 
 class ODESampler(Sampler):

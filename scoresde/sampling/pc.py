@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import check_positive_int, choice_error
+from .._utils import check_positive_int, choice_error, noise_like
 from .ancestral import AncestralSampler
-from .base import Sampler, noise_like
+from .base import Sampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
 
 PREDICTORS = {"ancestral": AncestralSampler, "reverse_diffusion": ReverseDiffusionSampler,

@@ -1,7 +1,8 @@
 """Reverse-time SDE solvers: the reverse-diffusion predictor and Euler–Maruyama (Song et al. 2021)."""
 from __future__ import annotations
 
-from .base import Sampler, noise_like
+from .._utils import noise_like
+from .base import Sampler
 
 
 class ReverseDiffusionSampler(Sampler):

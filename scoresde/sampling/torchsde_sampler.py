@@ -11,6 +11,7 @@ import torch
 import torchsde
 
 from .._utils import append_dims, choice_error
+from ..sde import reverse_drift
 from .base import Sampler
 
 # method -> the SDE type torchsde expects for it (the same process here, see above).
@@ -34,10 +35,7 @@ class _ReverseSDE(torch.nn.Module):
 
     def f(self, s, y):
         t = self._time(s, y)
-        x = y.view(self.shape)
-        f, g = self.sde.coefficients(t)
-        drift = append_dims(f, x.ndim) * x - append_dims(g**2, x.ndim) * self.score(x, t)
-        return -drift.flatten(1)
+        return -reverse_drift(self.sde, self.score, y.view(self.shape), t, 1.0).flatten(1)
 
     def g(self, s, y):
         return append_dims(self.sde.coefficients(self._time(s, y))[1], 2).expand_as(y)
