@@ -12,7 +12,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from scoresde.training.checkpoint import trained_step
+from scoresde.checkpoint import trained_step
 from scoresde.cli import main as scoresde_main
 from scoresde.config import load_config
 from scoresde.training import train

@@ -2,7 +2,8 @@
 from . import analytic, likelihood, losses, metrics, parameterization, sampling
 from .schedules import CosineSchedule, LinearSchedule
 from .sde import SDE, ReverseSDE, VESDE, VPSDE, subVPSDE
+from .run import Run, load_run
 
 __version__ = "0.1.0"
-__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule",
+__all__ = ["load_run", "Run", "SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule",
            "analytic", "likelihood", "losses", "metrics", "parameterization", "sampling"]
