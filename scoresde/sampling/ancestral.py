@@ -26,6 +26,7 @@ class AncestralSampler(Sampler):
     """DDPM Algorithm 2; with VPSDE, steps = N and the default eps it is DDPM exactly."""
 
     name = "ancestral"
+    kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, variance: str = "beta_tilde", discrete: bool | None = None, **kwargs):
         super().__init__(**kwargs)

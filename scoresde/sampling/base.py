@@ -53,8 +53,10 @@ class Sampler:
     """Base class: subclasses implement `prepare` (precompute per-step coefficients) and `step`."""
 
     name = "base"
+    kind = "?"  # family shown by `scoresde compare`: discrete, SDE, SDE + corrector or ODE
     stochastic = True  # draws noise during the moves
     discrete = False  # use DDPM's discrete ᾱ_i (None: when the grid is DDPM's steps); see grid_marginals
+    adaptive = False  # True when the solver picks its own steps (then `steps` does not apply)
 
     def __init__(self, steps: int = 1000, eps: float | None = None, ts=None, denoise: bool = True,
                  progress: bool = True, callback=None, return_trajectory: bool = False):

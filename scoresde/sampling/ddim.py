@@ -14,6 +14,7 @@ class DDIMSampler(Sampler):
     """DDIM with stochasticity η ∈ [0, 1]."""
 
     name = "ddim"
+    kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, eta: float = 0.0, discrete: bool | None = None, **kwargs):
         super().__init__(**kwargs)

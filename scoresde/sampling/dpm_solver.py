@@ -36,6 +36,7 @@ class DPMSolverSampler(Sampler):
     """DPM-Solver++(1M) or (2M); the first step of 2M is first order."""
 
     name = "dpm_solver"
+    kind = "ODE"  # family, for `scoresde compare`
     stochastic = False
 
     def __init__(self, order: int = 2, grid: str = "logsnr", discrete: bool | None = None, **kwargs):

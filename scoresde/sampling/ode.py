@@ -27,6 +27,7 @@ class ODESampler(Sampler):
     """
 
     name = "ode"
+    kind = "ODE"  # family, for `scoresde compare`
     stochastic = False
 
     def __init__(self, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, **kwargs):
@@ -36,6 +37,7 @@ class ODESampler(Sampler):
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
         self.method, self.rtol, self.atol = method, rtol, atol
+        self.adaptive = method not in FIXED_STEP
 
     def integrate(self, score, sde, x, ts, generator):
         if self.method in FIXED_STEP:

@@ -33,6 +33,7 @@ class PCSampler(Sampler):
     """At each grid time: `n_corrector_steps` Langevin steps, then a predictor move to the next time."""
 
     name = "pc"
+    kind = "SDE + corrector"  # family, for `scoresde compare`
 
     def __init__(self, predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,
                  n_corrector_steps: int = 1, **kwargs):

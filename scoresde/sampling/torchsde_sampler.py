@@ -59,6 +59,7 @@ class TorchSDESampler(Sampler):
     """
 
     name = "torchsde"
+    kind = "SDE"  # family, for `scoresde compare`
 
     def __init__(self, method: str = "euler", brownian: str = "interval", **kwargs):
         super().__init__(**kwargs)
