@@ -1,8 +1,8 @@
 """scoresde: continuous-time score-based diffusion (Song et al. 2021), with DDPM as its VP special case."""
 from . import analytic, likelihood, losses, metrics, parameterization, sampling
-from .schedules import CosineSchedule, LinearSchedule
+from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .sde import SDE, ReverseSDE, VESDE, VPSDE, subVPSDE
 
 __version__ = "0.1.0"
-__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule",
+__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule", "DiscreteSchedule",
            "analytic", "likelihood", "losses", "metrics", "parameterization", "sampling"]
