@@ -163,8 +163,8 @@ def test_ddim_without_alpha_to_one_ends_at_the_first_ddpm_step():
     scheduler = diffusers.DDIMScheduler(timestep_spacing="trailing", set_alpha_to_one=False, clip_sample=False)
     scheduler.set_timesteps(10)
     sde, unet = sde_from_diffusers(scheduler), make_unet(F64)
-    scheduler.alphas_cumprod = sde.alphas_cumprod
-    scheduler.final_alpha_cumprod = sde.alphas_cumprod[0]
+    assert scheduler.final_alpha_cumprod == scheduler.alphas_cumprod[0]  # what set_alpha_to_one=False means
+    scheduler.alphas_cumprod, scheduler.final_alpha_cumprod = sde.alphas_cumprod, sde.alphas_cumprod[0]
     ts = torch.cat([ts_from_diffusers_timesteps(scheduler.timesteps, sde), torch.tensor([1e-3], dtype=F64)])
     sampler = get_sampler("ddim", ts=ts, denoise=False, progress=False, return_trajectory=True)
     x, nfe, traj = sampler(score_fn_from_diffusers(unet, scheduler), sde, SHAPE, generator=torch.Generator(), dtype=F64)
