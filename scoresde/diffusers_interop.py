@@ -37,7 +37,7 @@ DDPM_DEFAULTS = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, b
 
 
 def _glide_cosine(N: int) -> torch.Tensor:
-    """Nichol & Dhariwal 2021, Eq. 17: β_i = min(1 − ᾱ(i/N)/ᾱ((i−1)/N), 0.999), ᾱ(t) = cos²((t + 0.008)/1.008 · π/2)."""
+    """β_i = min(1 − ᾱ(i/N)/ᾱ((i−1)/N), 0.999), ᾱ(t) = cos²((t + s)/(1 + s) · π/2), s = 0.008 (Nichol & Dhariwal 2021)."""
     abar = torch.cos((torch.arange(N + 1, dtype=F64) / N + 0.008) / 1.008 * (math.pi / 2)) ** 2
     return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
@@ -103,11 +103,10 @@ def score_fn_from_diffusers(unet, scheduler_config, prediction_type: str | None 
     if conditional != (class_labels is not None):
         raise ValueError("this UNet has a class embedding: pass class_labels (an int or a LongTensor [B])"
                          if conditional else "class_labels were given but this UNet has no class embedding")
-    dtype = getattr(unet, "dtype", None)
 
     def model(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         labels = None if class_labels is None else _labels(class_labels, x)
-        out = unet(x.to(dtype or x.dtype), timestep, class_labels=labels).sample
+        out = unet(x.to(getattr(unet, "dtype", x.dtype)), timestep, class_labels=labels).sample  # its dtype now
         if learned_variance:
             out = out[:, : x.shape[1]]  # [mean prediction, variance interpolation], as diffusers splits it
         if out.shape != x.shape:

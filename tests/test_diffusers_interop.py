@@ -83,7 +83,7 @@ def test_cosine_vpsde_differs_from_squaredcos_cap_v2_only_in_its_last_beta():
 
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 def test_score_is_diffusers_epsilon_at_the_same_timestep(prediction_type, device):
-    """At t_i = iT/N the UNet sees timestep i − 1, and score = −ε̂/√(1 − ᾱ) with diffusers' own ε̂ formula."""
+    """At t_i = iT/N the UNet sees timestep i − 1; score = −ε̂/√(1 − ᾱ), ε̂ by diffusers' own formula."""
     scheduler = diffusers.DDIMScheduler(prediction_type=prediction_type)
     unet, sde = make_unet(F64, device), sde_from_diffusers(scheduler)
     score_fn = score_fn_from_diffusers(unet, scheduler)
@@ -95,6 +95,20 @@ def test_score_is_diffusers_epsilon_at_the_same_timestep(prediction_type, device
                "v_prediction": abar**0.5 * out + (1 - abar) ** 0.5 * x}[prediction_type]  # DDIMScheduler.step
         with torch.no_grad():
             assert torch.allclose(score_fn(x, t), -eps / (1 - abar) ** 0.5, rtol=1e-10, atol=1e-10)
+
+
+def test_score_follows_the_unets_dtype_at_call_time():
+    """x is fed in the UNet's dtype of the moment (a UNet converted after wrapping works); the score is in x's."""
+    unet = make_unet(torch.float32)
+    score_fn = score_fn_from_diffusers(unet, {})
+    x, t = torch.randn(*SHAPE, dtype=F64), torch.full((SHAPE[0],), 0.5, dtype=F64)
+    sigma = (1 - scoresde.VPSDE().alphas_cumprod[499]).sqrt().item()
+    with torch.no_grad():
+        s32 = score_fn(x, t)
+        assert s32.dtype == F64
+        assert torch.allclose(s32, -unet(x.float(), 499).sample.double() / sigma, rtol=1e-14, atol=0)
+        unet.double()
+        assert torch.allclose(score_fn(x, t), s32, rtol=1e-4, atol=1e-5)
 
 
 def test_learned_variance_channels_are_dropped():
