@@ -37,7 +37,7 @@ DDPM_DEFAULTS = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, b
 
 
 def _glide_cosine(N: int) -> torch.Tensor:
-    """β_i = min(1 − ᾱ(i/N)/ᾱ((i−1)/N), 0.999), ᾱ(t) = cos²((t + s)/(1 + s) · π/2), s = 0.008 (Nichol & Dhariwal 2021)."""
+    """Glide's betas: min(1 − ᾱ(i/N)/ᾱ((i−1)/N), 0.999), ᾱ(t) = cos²((t + 0.008)/1.008 · π/2) (Nichol & Dhariwal)."""
     abar = torch.cos((torch.arange(N + 1, dtype=F64) / N + 0.008) / 1.008 * (math.pi / 2)) ** 2
     return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
