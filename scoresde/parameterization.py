@@ -78,8 +78,8 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             label, (alpha, sigma) = t, sde.marginal_coeffs(t)
         else:
             label = sde.timestep(t)
-            abar = sde.alphas_cumprod.to(x.device)[label].to(x.dtype)
-            alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+            abar = sde.alphas_cumprod.to(x.device)[label]  # float64: in float32, 1 − ᾱ loses digits near t = 0
+            alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         return convert(model(x, label), x, alpha, sigma, parameterization, "score")
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous

@@ -74,6 +74,45 @@ class CosineSchedule:
         return -torch.expm1(-(self.integral(t[1:]) - self.integral(t[:-1])))
 
 
+class DiscreteSchedule:
+    """Any DDPM beta array β_1…β_N as a piecewise-constant β(t) = −N log(1 − β_i) on ((i−1)/N, i/N].
+
+    Then ∫₀^{i/N} β = −Σ_{j≤i} log(1 − β_j), so ᾱ(i/N) equals DDPM's ᾱ_i = Π_{j≤i}(1 − β_j) exactly
+    (Ho et al. 2020, Eq. 4), for schedules with no closed form (scaled linear, learned or trained betas).
+    """
+
+    def __init__(self, betas):
+        betas = torch.as_tensor(betas, dtype=torch.float64).cpu()
+        if betas.ndim != 1 or len(betas) < 1:
+            raise ValueError(f"betas must be a 1-D sequence of DDPM betas, got shape {tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError(f"every beta must lie in (0, 1), got values in [{betas.min().item():.3g}, "
+                             f"{betas.max().item():.3g}]")
+        self.N = len(betas)  # number of DDPM steps
+        self.betas = betas  # DDPM β_i, float64
+        self.step_integral = -torch.log1p(-betas)  # ∫β over step i: −log(1 − β_i)
+        self.cumulative = torch.cat([betas.new_zeros(1), self.step_integral.cumsum(0)])  # ∫₀^{i/N} β, i = 0…N
+
+    def _step(self, t: torch.Tensor) -> torch.Tensor:
+        """0-based index i − 1 of the DDPM step i whose interval ((i−1)/N, i/N] holds t (the first also holds 0)."""
+        return (torch.ceil(t * self.N).long() - 1).clamp(0, self.N - 1)
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return (self.N * self.step_integral).to(t.device, t.dtype)[self._step(t)]
+
+    def integral(self, t: torch.Tensor) -> torch.Tensor:
+        """∫₀ᵗ β: the whole steps before t plus the part of t's own step."""
+        k = self._step(t)
+        head, rate = self.cumulative.to(t.device, t.dtype)[k], self.step_integral.to(t.device, t.dtype)[k]
+        return head + (t * self.N - k) * rate
+
+    def discrete_betas(self, N: int) -> torch.Tensor:
+        """The betas it was built from; N must be their number."""
+        if N != self.N:
+            raise ValueError(f"this schedule holds {self.N} betas, so the SDE needs N={self.N}, got N={N}")
+        return self.betas.clone()
+
+
 SCHEDULES = {"linear": LinearSchedule, "cosine": CosineSchedule}
 
 
