@@ -49,7 +49,7 @@ def check_choice(value, name: str, valid: Iterable[str]) -> str:
 
 
 def _interval(low, high, inclusive, symbol: str | None = None) -> str:
-    """ "be > 0", "be <= 1" or "lie in (0, T) = (0, 1.0]": the accepted range, as a message says it."""
+    """The accepted range as a message says it: "be > 0", "be <= 1" or "lie in (0, T) = (0, 1.0]"."""
     lo_in, hi_in = inclusive
     if high is None:
         return f"be {'>=' if lo_in else '>'} {low}"
@@ -146,7 +146,7 @@ def check_batch(x: torch.Tensor, name: str = "x", finite: bool = False) -> None:
 
 
 def describe_nonfinite(x: torch.Tensor) -> str:
-    """ "3 NaN and 1 inf among 8 values": the non-finite entries of x, counted (for messages)."""
+    """The non-finite entries of x, counted for a message: "3 NaN and 1 inf among 8 values"."""
     return f"{int(x.isnan().sum())} NaN and {int(x.isinf().sum())} inf among {x.numel()} values"
 
 
