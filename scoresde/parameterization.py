@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from ._utils import append_dims, choice_error
-from .sde import SDE
+from ._utils import append_dims, check_bool, check_callable, check_choice
+from .sde import SDE, check_sde
 
 
 def eps_to_score(eps, x, alpha, sigma):
@@ -53,8 +53,7 @@ PARAMETERIZATIONS = {
 def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, target: str) -> torch.Tensor:
     """Convert a prediction between parameterisations; alpha, sigma are per-sample tensors [B]."""
     for name in (source, target):
-        if name not in PARAMETERIZATIONS:
-            raise choice_error("parameterization", name, PARAMETERIZATIONS)
+        check_choice(name, "parameterization", PARAMETERIZATIONS)
     a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
     eps = PARAMETERIZATIONS[source][0](value, x, a, s)
     return PARAMETERIZATIONS[target][1](eps, x, a, s)
@@ -68,8 +67,10 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     continuous=False: the model receives DDPM's integer index i − 1 ∈ {0…N−1} of the step t_i = iT/N
     nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
     """
-    if parameterization not in PARAMETERIZATIONS:
-        raise choice_error("parameterization", parameterization, PARAMETERIZATIONS)
+    check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
+    check_sde(sde)
+    check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    check_bool(continuous, "continuous")
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 

@@ -9,7 +9,7 @@ reaches 1 and any number of steps works.
 """
 from __future__ import annotations
 
-from .._utils import choice_error, noise_like
+from .._utils import check_bool, check_choice, noise_like
 from ..sde import transition_from_marginals
 from .base import Sampler, grid_marginals, sqrt_
 
@@ -30,10 +30,9 @@ class AncestralSampler(Sampler):
 
     def __init__(self, variance: str = "beta_tilde", discrete: bool | None = None, **kwargs):
         super().__init__(**kwargs)
-        if variance not in VARIANCES:
-            raise choice_error("variance", variance, VARIANCES)
-        self.variance = variance  # σ_t² = β̃_t (posterior) or β_t
-        self.discrete = discrete  # use DDPM's discrete ᾱ_i; None: when the grid is DDPM's steps
+        self.variance = check_choice(variance, "variance", VARIANCES)  # σ_t² = β̃_t (posterior) or β_t
+        # use DDPM's discrete ᾱ_i; None: when the grid is DDPM's steps
+        self.discrete = check_bool(discrete, "discrete", allow_none=True)
 
     def prepare(self, sde, ts):
         alpha, sigma = grid_marginals(sde, ts, self.discrete)

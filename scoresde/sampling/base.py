@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import check_generator, check_positive_int, progress
-from ..sde import SDE
+from .._utils import (ArgumentTypeError, check_bool, check_callable, check_dtype, check_finite, check_output,
+                      check_positive_int, check_real, check_score_fn, check_shape, describe, progress, resolve_device)
+from ..sde import SDE, check_sde
+
+CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
 
 
 class CountedScore:
@@ -19,19 +22,19 @@ class CountedScore:
         self.score_fn, self.nfe = score_fn, 0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        try:
+            out = self.score_fn(x, t)
+        except Exception as e:  # say what the model was given, keeping its own error
+            if self.nfe == 0 and hasattr(e, "add_note"):
+                e.add_note(f"scoresde: score_fn failed on its first call, given x: {describe(x)} on {x.device} and "
+                           f"t: {describe(t)}; check that the model expects data of this shape")
+            raise
         self.nfe += 1
-        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"score_fn must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+        check_output(out, x)
         if self.nfe == 1:
             check_finite(out, "score_fn returned non-finite values on its first call")
         return out
-
-
-def check_finite(x: torch.Tensor, message: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(message)
 
 
 def uniform_grid(T: float, eps: float, steps: int) -> torch.Tensor:
@@ -58,16 +61,23 @@ class Sampler:
     discrete = False  # use DDPM's discrete ᾱ_i (None: when the grid is DDPM's steps); see grid_marginals
     adaptive = False  # True when the solver picks its own steps (then `steps` does not apply)
 
-    def __init__(self, steps: int = 1000, eps: float | None = None, ts=None, denoise: bool = True,
+    def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, denoise: bool = True,
                  progress: bool = True, callback=None, return_trajectory: bool = False):
-        self.steps = check_positive_int(steps, "steps")  # number of grid times, T … eps
         if ts is not None and eps is not None:
             raise ValueError("give either eps or ts, not both: a user grid ts ends at its own eps")
-        if eps is not None and not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.eps, self.ts = eps, ts  # smallest time; or a user grid, decreasing in (0, T]
-        self.denoise = denoise  # end with Tweedie's formula at eps
-        self.progress, self.callback, self.return_trajectory = progress, callback, return_trajectory
+        self.ts = None if ts is None else check_ts(ts)  # a user grid, decreasing in (0, T]
+        if steps is not None and self.ts is not None and check_positive_int(steps, "steps") != len(self.ts):
+            raise ValueError(f"give either steps or ts, not both: ts sets its own {len(self.ts)} times, "
+                             f"got steps={steps}")
+        steps = 1000 if steps is None else steps  # number of grid times T … eps; with a user grid, len(ts)
+        self.steps = len(self.ts) if self.ts is not None else check_positive_int(steps, "steps")
+        self.eps = None if eps is None else check_real(eps, "eps", low=0, inclusive=(False, True))  # smallest time
+        self.denoise = check_bool(denoise, "denoise")  # end with Tweedie's formula at eps
+        self.progress = check_bool(progress, "progress")
+        self.return_trajectory = check_bool(return_trajectory, "return_trajectory")
+        if callback is not None:
+            check_callable(callback, "callback", "callback(x, t, k)")
+        self.callback = callback
 
     def time_grid(self, sde: SDE) -> torch.Tensor:
         """The decreasing float64 grid T … eps (or the user's ts), validated."""
@@ -76,9 +86,7 @@ class Sampler:
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
             return uniform_grid(sde.T, eps, self.steps)
-        ts = torch.as_tensor(self.ts, dtype=torch.float64).cpu()
-        if ts.ndim != 1 or len(ts) < 1 or not bool((ts.diff() < 0).all()):
-            raise ValueError(f"ts must be a 1-D strictly decreasing sequence of times, got {ts.tolist()}")
+        ts = self.ts
         if not (ts[-1] > 0 and ts[0] <= sde.T):
             raise ValueError(f"ts must lie in (0, T] = (0, {sde.T}], got [{ts[-1].item()}, {ts[0].item()}]")
         return ts
@@ -102,7 +110,18 @@ class Sampler:
         for k in progress(range(len(ts) - 1), self.progress, desc=self.name):
             x = self.step(score, sde, x, k, c, generator)
             self._record(x, c["t"][k + 1], k)
+            if (k + 1) % CHECK_EVERY == 0:
+                self._check_state(x, score, ts, k + 1)
         return self.finish(score, sde, x, c, generator)
+
+    def _check_state(self, x, score, ts, k: int) -> None:
+        """Stop once x is non-finite, naming the grid times between which it became so (ts[k] is reached)."""
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{self.name} sampler produced non-finite samples: the state became non-finite between "
+                             f"t={ts[self._finite_at].item():.4g} and t={ts[k].item():.4g} (grid time {k} of "
+                             f"{len(ts) - 1}), after {score.nfe} score evaluations; check that score_fn is finite "
+                             "on the whole time range")
+        self._finite_at = k
 
     def _record(self, x, t, k):
         if self.callback is not None:
@@ -113,15 +132,10 @@ class Sampler:
     def __call__(self, score_fn, sde: SDE, shape, generator: torch.Generator | None = None,
                  device=None, dtype: torch.dtype | None = None):
         """Draw samples of `shape` = [B, ...]: returns (x, nfe), or (x, nfe, trajectory) if asked."""
-        if not isinstance(sde, SDE):
-            raise ValueError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-        shape = tuple(shape)
-        if len(shape) < 2 or any(not isinstance(s, int) or s < 1 for s in shape):
-            raise ValueError(f"shape must be [B, ...] with at least 2 positive dims (use [B, 1] for scalars), got {shape}")
-        device = torch.device(device if device is not None else (generator.device if generator is not None else "cpu"))
-        check_generator(generator, device)
-        dtype = dtype or torch.get_default_dtype()
-        ts, score = self.time_grid(sde), CountedScore(score_fn)
+        check_score_fn(score_fn)
+        check_sde(sde)
+        shape, dtype, device = check_shape(shape), check_dtype(dtype), resolve_device(device, generator)
+        ts, score, self._finite_at = self.time_grid(sde), CountedScore(score_fn), 0
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [x] if self.return_trajectory else None
@@ -129,12 +143,23 @@ class Sampler:
             if self.denoise:
                 alpha, sigma = grid_marginals(sde, ts[-1:], self.discrete)
                 x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
-            check_finite(x, f"{self.name} sampler produced non-finite samples after {score.nfe} score evaluations; "
-                            "check that score_fn is finite on the whole time range")
+            self._check_state(x, score, ts, len(ts) - 1)
         if self.return_trajectory:
             traj, self._trajectory = torch.stack(self._trajectory + ([x] if self.denoise else [])), None
             return x, score.nfe, traj
         return x, score.nfe
+
+
+def check_ts(ts) -> torch.Tensor:
+    """A user time grid as a float64 CPU tensor, 1-D and strictly decreasing (so free of NaN)."""
+    try:
+        grid = torch.as_tensor(ts, dtype=torch.float64).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"ts must be a 1-D sequence of times, a list or tensor of floats, "
+                                f"got {describe(ts)}") from None
+    if grid.ndim != 1 or len(grid) < 1 or not bool((grid.diff() < 0).all()):
+        raise ValueError(f"ts must be a 1-D strictly decreasing sequence of times, got {grid.tolist()}")
+    return grid
 
 
 def tweedie(score, x: torch.Tensor, t, alpha, sigma) -> torch.Tensor:

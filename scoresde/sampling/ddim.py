@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .ancestral import posterior_coeffs
-from .._utils import noise_like
+from .._utils import check_bool, check_real, noise_like
 from .base import Sampler, grid_marginals, sqrt_
 
 
@@ -18,9 +18,8 @@ class DDIMSampler(Sampler):
 
     def __init__(self, eta: float = 0.0, discrete: bool | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {eta}")
-        self.eta, self.discrete = float(eta), discrete
+        self.eta = check_real(eta, "eta", 0, 1)
+        self.discrete = check_bool(discrete, "discrete", allow_none=True)
         self.stochastic = self.eta > 0
 
     def prepare(self, sde, ts):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import choice_error
+from .._utils import check_bool, check_choice
 from .base import Sampler, grid_marginals
 
 GRIDS = ("logsnr", "uniform")
@@ -41,11 +41,10 @@ class DPMSolverSampler(Sampler):
 
     def __init__(self, order: int = 2, grid: str = "logsnr", discrete: bool | None = None, **kwargs):
         super().__init__(**kwargs)
-        if order not in (1, 2):
+        if isinstance(order, bool) or order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
-        if grid not in GRIDS:
-            raise choice_error("grid", grid, GRIDS)
-        self.order, self.grid, self.discrete = order, grid, discrete  # grid: times uniform in log-SNR or in t
+        self.order, self.grid = order, check_choice(grid, "grid", GRIDS)  # grid: times uniform in log-SNR or in t
+        self.discrete = check_bool(discrete, "discrete", allow_none=True)
 
     def time_grid(self, sde):
         ts = super().time_grid(sde)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import check_positive_int, choice_error, noise_like
+from .._utils import check_choice, check_positive_int, check_real, noise_like
 from .ancestral import AncestralSampler
 from .base import Sampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
@@ -38,16 +38,12 @@ class PCSampler(Sampler):
     def __init__(self, predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,
                  n_corrector_steps: int = 1, **kwargs):
         super().__init__(**kwargs)
-        if predictor not in PREDICTORS:
-            raise choice_error("predictor", predictor, PREDICTORS)
-        if corrector not in CORRECTORS:
-            raise choice_error("corrector", corrector, CORRECTORS)
-        if not snr > 0:
-            raise ValueError(f"snr must be > 0, got {snr}")
+        check_choice(predictor, "predictor", PREDICTORS)
+        check_choice(corrector, "corrector", CORRECTORS)
         self.predictor_name, self.corrector_name = predictor, corrector
         self.predictor = PREDICTORS[predictor](**kwargs) if PREDICTORS[predictor] else None
         self.step_size = CORRECTORS[corrector]
-        self.snr = float(snr)  # signal-to-noise ratio r of the corrector
+        self.snr = check_real(snr, "snr", low=0, inclusive=(False, True))  # signal-to-noise ratio r of the corrector
         self.n_corrector_steps = check_positive_int(n_corrector_steps, "n_corrector_steps", minimum=0)
 
     def prepare(self, sde, ts):
