@@ -13,22 +13,16 @@ from pathlib import Path
 import torch
 
 from . import builders
-from ._utils import check_positive_int, progress
+from ._utils import check_device, check_positive_int, progress
 from .config import from_json
 from . import checkpoint as ckpt
 
 
-def resolve_device(device) -> torch.device:
-    """None or "auto": CUDA when available, else CPU; otherwise a torch.device that must exist here."""
+def select_device(device) -> torch.device:
+    """None or "auto": CUDA when available, else CPU; otherwise a device that exists here ("cpu", "cuda:1", ...)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu' or 'auto'")
-    return resolved
+    return check_device(device)
 
 
 class Run:
@@ -37,7 +31,7 @@ class Run:
     def __init__(self, config, model: torch.nn.Module, *, shape, is_image: bool, centered: bool = True,
                  step: int = 0, device=None, workdir=None, checkpoint_path=None, data=None):
         self.config = config  # the resolved run config
-        self.device = resolve_device(device)
+        self.device = select_device(device)
         self.model = model.to(self.device).eval()  # the EMA network
         self.shape = tuple(shape)  # per-sample data shape, e.g. (2,) or (1, 28, 28)
         self.is_image, self.centered = is_image, centered  # images in [-1, 1] (centered) or [0, 1]
@@ -117,7 +111,7 @@ def load_run(workdir, device=None, checkpoint=None) -> Run:
     if not workdir.is_dir():
         raise FileNotFoundError(f"workdir {workdir} does not exist; train first: scoresde train --config ... "
                                 f"--workdir {workdir}")
-    device = resolve_device(device)
+    device = select_device(device)
     if checkpoint is None:
         state, path = ckpt.load_latest(workdir / "checkpoints", device)
         if state is None:

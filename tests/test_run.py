@@ -54,7 +54,7 @@ def test_checkpoints_load_weights_only_and_select_a_snapshot(trained):
         scoresde.load_run(workdir, checkpoint=7)
     with pytest.raises(TypeError, match="checkpoint must be None, a step"):
         scoresde.load_run(workdir, checkpoint=2.5)
-    with pytest.raises(ValueError, match="device must be 'auto'"):
+    with pytest.raises(ValueError, match="device must name a torch device"):
         scoresde.load_run(workdir, device="nope")
 
 

@@ -24,7 +24,7 @@ from .. import builders, checkpoint
 from .._utils import progress
 from ..config import from_json, to_json, validate
 from ..data import stream_generator
-from ..run import Run, resolve_device
+from ..run import Run, select_device
 from .ema import EMA
 
 
@@ -141,7 +141,7 @@ class Trainer:
     def __init__(self, config, workdir: str, progress_bar: bool = True):
         self.config = validate(config)
         self.workdir = Path(workdir)
-        self.dist = Distributed(resolve_device(config.training.device))
+        self.dist = Distributed(select_device(config.training.device))
         self.device, t = self.dist.device, config.training
         if t.batch_size % self.dist.world:
             raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
