@@ -46,6 +46,8 @@ def assert_one_line_error(out, *fragments):
     (["--sampler", "nope"], ["sampler name must be one of", "got 'nope'"]),
     (["--option", "snr"], ["--option must look like NAME=VALUE, got 'snr'"]),
     (["--option", "colour=3"], ["unknown option(s) ['colour']"]),
+    (["--sampler", "pc", "--option", "snr=abc"], ["snr must be", "'abc'"]),
+    (["--sampler", "ode", "--option", "rtol=0", "--option", "atol=0"], ["rtol"]),
     (["--device", "nope"], ["device must name a torch device such as 'cpu', 'cuda' or 'cuda:0', got 'nope'"]),
 ])
 def test_sample_rejects_bad_flags_in_one_line(workdir, args, fragments, capsys):

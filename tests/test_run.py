@@ -150,3 +150,41 @@ def test_learning_rate_warmup_is_linear_from_the_first_step(tmp_path):
             assert moves.max().item() == pytest.approx(config.optim.lr / 4, rel=1e-4)
     assert lrs == pytest.approx([config.optim.lr * f for f in (0.25, 0.5, 0.75, 1, 1, 1)], rel=1e-12)
     trainer.close()
+
+
+def test_image_grid_tiles_and_enlarges_small_images_exactly():
+    from scoresde.training.loop import image_grid
+
+    x = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 1, 2, 2) / 12  # 3 images of 2×2 → a 2×2 grid
+    grid = image_grid(x, min_size=0)
+    assert grid.shape == (4, 4)
+    assert torch.equal(grid[:2, :2], x[0, 0]) and torch.equal(grid[:2, 2:], x[1, 0]) and torch.equal(grid[2:, :2], x[2, 0])
+    assert torch.equal(grid[2:, 2:], torch.ones(2, 2))  # padding is white
+    big = image_grid(x, min_size=10)  # 4 px → ×3 (nearest neighbour) = 12 px ≥ 10
+    assert big.shape == (12, 12) and torch.equal(big[::3, ::3], grid)
+
+
+def test_training_saves_enlarged_sample_grids_of_the_ema_model(tmp_path):
+    pytest.importorskip("sklearn")
+    import matplotlib.image
+
+    from test_training import ROOT
+    from scoresde.config import load_config
+
+    config = load_config(str(ROOT / "configs/vp/digits.py"))
+    config.training.update(n_iters=2, batch_size=16, device="cpu", sample_every=2, eval_every=2, log_every=1)
+    config.sampling.update(name="ddim", steps=3, n=4)
+    config.data.n_eval = 16
+    trainer = Trainer(config, tmp_path, progress_bar=False)
+    assert trainer.run.model is trainer.ema.model  # samples during training come from the EMA weights
+    trainer.train()
+    png = matplotlib.image.imread(tmp_path / "samples" / "step_2.png")
+    assert png.shape[:2] == (320, 320)  # 2×2 digits of 8×8 = 16 px, enlarged ×20
+    x, _ = trainer.sample()
+    expected = image_grid_of(trainer.run.to_display(x))
+    assert abs(png[..., 0] - expected).max() < 1 / 255 + 1e-6  # the PNG is exactly these samples, in grey levels
+
+
+def image_grid_of(x):
+    from scoresde.training.loop import image_grid
+    return image_grid(x).numpy()
