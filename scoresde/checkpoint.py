@@ -93,6 +93,9 @@ def load(path: Path, device="cpu") -> dict:
         raise
     except Exception as e:  # truncated, zero-filled, not a checkpoint at all ...
         reason = (str(e).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+        if "Weights only load failed" in str(e):
+            reason = ("it holds pickled objects, not only tensors and plain values (checkpoints of scoresde 0.1 "
+                      "pickled numpy RNG state; load those with scoresde 0.1)")
         raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {reason}") from e
     if not isinstance(state, dict) or not {"model", "ema", "step", "config"} <= set(state):
         raise ValueError(f"{path} is not a scoresde checkpoint (it lacks model, ema, step or config)")
@@ -158,4 +161,8 @@ class WorkdirLock:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
-    __del__ = release  # a discarded Trainer does not keep its workdir locked
+    def __del__(self):  # a discarded Trainer does not keep its workdir locked
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: the OS releases the lock anyway
+            pass

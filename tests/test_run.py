@@ -188,3 +188,12 @@ def test_training_saves_enlarged_sample_grids_of_the_ema_model(tmp_path):
 def image_grid_of(x):
     from scoresde.training.loop import image_grid
     return image_grid(x).numpy()
+
+
+def test_a_pickled_checkpoint_is_refused_with_the_reason(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "old.pt"
+    torch.save({"model": {}, "ema": {}, "step": 1, "config": "{}", "rng": {"numpy": np.random.get_state()}}, path)
+    with pytest.raises(ValueError, match=r"cannot load checkpoint .*old.pt.*pickled objects.*scoresde 0.1"):
+        ckpt.load(path)
