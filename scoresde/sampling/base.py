@@ -125,8 +125,8 @@ class Sampler:
             self._trajectory = [x] if self.return_trajectory else None
             x = self.integrate(score, sde, x, ts, generator)
             if self.denoise:
-                alpha, sigma = grid_marginals(sde, ts[-1:], self.discrete)
-                x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
+                alpha, sigma = grid_marginals(sde, ts, self.discrete)  # the whole grid decides, as for the moves
+                x = tweedie(score, x, ts[-1], alpha[-1], sigma[-1])
             check_finite(x, f"{self.name} sampler produced non-finite samples after {score.nfe} score evaluations; "
                             "check that score_fn is finite on the whole time range")
         if self.return_trajectory:
