@@ -47,6 +47,7 @@ def dopri5(func, y0: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, ato
     direction = 1.0 if t1 > t0 else -1.0
     t, y, f = t0, y0, func(t0, y0)
     h = _initial_step(func, t0, y0, f, direction, rtol, atol)
+    rejected = False  # as scipy: a step that follows a rejection may not grow
     for _ in range(max_steps):
         if direction * (t1 - t) <= 1e-12 * max(1.0, abs(t1)):
             return y
@@ -60,9 +61,12 @@ def dopri5(func, y0: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, ato
         norm = _rms(err.div_(torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)))
         if norm < 1:
             t, y, f = t + direction * h, y_new, f_new  # accepted: first-same-as-last reuses f_new
-            h *= 10.0 if norm == 0 else min(10.0, 0.9 * norm ** (-1 / 5))
+            factor = 10.0 if norm == 0 else min(10.0, 0.9 * norm ** (-1 / 5))
+            h *= min(1.0, factor) if rejected else factor
+            rejected = False
         else:
             h *= max(0.2, 0.9 * norm ** (-1 / 5))
+            rejected = True
     raise RuntimeError(f"dopri5 did not reach t1={t1} within {max_steps} steps (stopped at t={t})")
 
 
