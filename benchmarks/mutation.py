@@ -318,6 +318,7 @@ class Runner:
             pid = os.fork()
             if pid == 0:  # child: import the (mutated) package fresh and run pytest in-process
                 code = 3
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 try:
                     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                     os.dup2(fd, 1)
@@ -406,6 +407,7 @@ def main(argv=None):
                 return 2
             baseline[module] = seconds
             print(f"baseline {module}: {seconds:.1f} s", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` still gets the report of what ran
         for i, m in enumerate(mutants, 1):
             if m.reason:
                 m.status = "equivalent"
@@ -413,13 +415,16 @@ def main(argv=None):
                 status, m.seconds, m.failed = runner.with_mutant(m, args.timeout_factor * baseline[m.module] + 20)
                 m.status = {"failed": "killed", "passed": "survived", "timeout": "timeout"}[status]
             print(f"[{i}/{len(mutants)}] {m.status:10s} {m.seconds:5.1f}s {m.module}:{m.line} {m.description}", flush=True)
+    except (KeyboardInterrupt, SystemExit):
+        print("\ninterrupted: the report covers the mutants that ran", flush=True)
     finally:
         runner.close()
-    report(mutants, time.perf_counter() - t0)
+    done = [m for m in mutants if m.status != "pending"]
+    report(done, time.perf_counter() - t0)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps([asdict(m) for m in mutants], indent=1, ensure_ascii=False))
-    return 0
+        Path(args.json).write_text(json.dumps([asdict(m) for m in done], indent=1, ensure_ascii=False))
+    return 0 if len(done) == len(mutants) else 1
 
 
 def report(mutants: list[Mutant], seconds: float):
