@@ -18,6 +18,7 @@ imported torch, scipy and pytest (about 2 s saved per mutant); --subprocess star
     python benchmarks/mutation.py                                  # every target, every mutant
     python benchmarks/mutation.py --module sde --module metrics    # a few modules (name, or path)
     python benchmarks/mutation.py --sample 100 --seed 0            # a random subsample of all mutants
+    python benchmarks/mutation.py --module pc --shard 2/3          # every third mutant of pc.py, from the second
     python benchmarks/mutation.py --max-mutants 20 --list          # print the first 20 mutants, run nothing
     python benchmarks/mutation.py --json runs/mutation.json        # also save every result
 
@@ -69,7 +70,30 @@ TESTS = {
 
 # (module, function, mutation) -> why the mutant cannot change behaviour (or only below any tolerance a user
 # could notice). Keys are printed by the runner for every survivor; add one here only after reading the code.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("scoresde/sde.py", "transition_from_marginals", "`(sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)` → "
+     "`sigma_t ** 2 - (a * sigma_s) ** 2`"):
+        "a defensive clamp: σ_t² − a²σ_s² ≥ 0 for s < t, and no rounded value was negative on 5000 times × "
+        "5 step sizes (1e-7 … 1e-3) × 4 SDEs × float32/float64",
+    ("scoresde/schedules.py", "CosineSchedule.beta", "`t.clamp(max=self.t_clip)` → `t`"):
+        "torch.where replaces every t ≥ t_clip by the clip, and the unclamped tan there is finite (θ ≤ π/2), "
+        "also in its gradient",
+    ("scoresde/schedules.py", "CosineSchedule.beta", "`t < self.t_clip` → `t <= self.t_clip`"):
+        "at t = t_clip the formula equals the clip (t_clip is defined by β(t_clip) = clip), up to rounding",
+    ("scoresde/losses.py", "LikelihoodImportanceSampler.__init__", "`0.5` → `0.505`"):
+        "a constant factor of the trapezoid sums cancels in cdf / cdf[-1]",
+    **{("scoresde/losses.py", "LikelihoodImportanceSampler.sample", d):
+       "u ∈ [0, 1) and cdf runs from 0 to 1, so searchsorted(right=True) already lies in [1, len − 1] and the "
+       "clamp never acts; right=False differs only at u equal to a tabulated cdf value, where both bins give t"
+       for d in ("`torch.searchsorted(cdf, u, right=True).clamp(1, len(cdf) - 1)` → `torch.searchsorted(cdf, u, right=True)`",
+                 "`True` → `False`", "`1` → `0`", "`len(cdf) - 1` → `len(cdf) + 1`", "`1` → `0` #2")},
+    **{("scoresde/losses.py", "DDPMLoss.__init__", "`1` → `0`" + n):
+       "the sizes of the dummy tensors of the up-front parameterisation check: any size validates the name"
+       for n in ("", " #2", " #3", " #4", " #5", " #6")},
+    **{("scoresde/likelihood.py", "_drift_and_divergence", d):
+       "retain_graph on the last backward pass too only keeps memory a little longer"
+       for d in ("`i < h.shape[1] - 1` → `i <= h.shape[1] - 1`", "`h.shape[1] - 1` → `h.shape[1] + 1`", "`1` → `0` #7")},
+}
 
 UNARY_FUNCS = {"sqrt", "exp", "log", "expm1", "log1p", "abs", "clamp"}
 BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
@@ -293,8 +317,9 @@ class Runner:
     def __init__(self, fork: bool = True):
         self.tmp = Path(tempfile.mkdtemp(prefix="scoresde-mutation-"))
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for name in ("scoresde", "tests"):
-            shutil.copytree(ROOT / name, self.tmp / name, ignore=ignore)
+        for name in ("scoresde", "tests", "configs"):  # the training tests read configs/
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, self.tmp / name, ignore=ignore)
         shutil.copy(ROOT / "pyproject.toml", self.tmp / "pyproject.toml")
         self.fork = fork and hasattr(os, "fork")
         if self.fork:
@@ -371,6 +396,7 @@ def main(argv=None):
     parser.add_argument("--max-mutants", type=int, help="run at most this many mutants (after sampling)")
     parser.add_argument("--sample", type=int, help="draw this many mutants at random from all targets")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument("--shard", help="K/N: run only every N-th mutant starting at the K-th (1-based), to split a run")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument("--json", help="write every mutant and its result to this file")
     parser.add_argument("--subprocess", action="store_true", help="a fresh interpreter per mutant instead of fork")
@@ -388,6 +414,11 @@ def main(argv=None):
     if args.sample is not None:
         mutants = sorted(random.Random(args.seed).sample(mutants, min(args.sample, len(mutants))),
                          key=lambda m: (modules.index(m.module), m.line))
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        if not 1 <= k <= n:
+            parser.error(f"--shard must be K/N with 1 <= K <= N, got {args.shard}")
+        mutants = mutants[k - 1::n]
     if args.max_mutants is not None:
         mutants = mutants[: args.max_mutants]
     if args.list:

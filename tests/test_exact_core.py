@@ -175,9 +175,14 @@ def test_likelihood_latent_and_log_density_are_exact(name):
     logp = r.logp - sde.prior_logp(r.z) + true_prior(r.z)
     assert torch.allclose(logp, data.log_prob(sde, x, torch.full((3,), eps, dtype=F64)), rtol=0, atol=1e-7)
     assert torch.allclose(r.bpd, -r.logp / (3 * math.log(2)) + 1.5, rtol=1e-14)
-    if name == "vp":
-        h = likelihood(data.score_fn(sde), sde, x, eps=eps, rtol=1e-8, atol=1e-8, generator=torch.Generator().manual_seed(1))
-        assert torch.allclose(h.logp, r.logp, rtol=0, atol=1e-12) and h.nfe == r.nfe
+    if name == "vp":  # nfe counts the score calls; one sample works too
+        calls = []
+        score = lambda x, t: calls.append(1) or data.score_fn(sde)(x, t)
+        h = likelihood(score, sde, x, eps=eps, rtol=1e-8, atol=1e-8, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(h.logp, r.logp, rtol=0, atol=1e-12) and h.nfe == r.nfe == len(calls)
+        one = likelihood(data.score_fn(sde), sde, x[:1], eps=eps, trace="exact", rtol=1e-6, atol=1e-6)
+        logp_one = one.logp - sde.prior_logp(one.z) + true_prior(one.z)
+        assert logp_one.shape == (1,) and logp_one.item() == pytest.approx(logp[0].item(), abs=1e-5)
 
 
 def test_dequantize_replays_its_uniform_noise():
@@ -185,3 +190,19 @@ def test_dequantize_replays_its_uniform_noise():
     y = dequantize(u, torch.Generator().manual_seed(5), data_range=(-1.0, 3.0))
     r = torch.rand(u.shape, generator=torch.Generator().manual_seed(5))
     assert torch.allclose(y, -1.0 + 4.0 * (u.float() + r) / 256.0, rtol=1e-6, atol=1e-7)
+
+
+# -- boundaries of the schedules' and losses' ranges -----------------------------------------------------------------
+def test_range_boundaries():
+    """β_min = 0 is allowed (β(0) = 0, ∫β = t²/2 · β_max); s = 0, max_beta ∈ {0, 1}, a loss eps = T and a likelihood
+    eps ∈ {0, T} are not."""
+    schedule = scoresde.LinearSchedule(beta_min=0.0, beta_max=2.0)
+    assert schedule.beta(torch.zeros(1, dtype=F64)).item() == 0.0 and schedule.integral(torch.ones(1, dtype=F64)).item() == 1.0
+    for kwargs in (dict(s=0.0), dict(max_beta=0.0), dict(max_beta=1.0)):
+        with pytest.raises(ValueError):
+            scoresde.CosineSchedule(**kwargs)
+    with pytest.raises(ValueError):
+        DSMLoss(scoresde.VPSDE(), eps=1.0)
+    for eps in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            likelihood(lambda x, t: -x, scoresde.VPSDE(), torch.zeros(2, 2), eps=eps)

@@ -38,12 +38,16 @@ def test_sliced_wasserstein_averages_over_unit_directions():
 
 def test_sliced_wasserstein_of_unequal_sets_matches_quantiles():
     """{0, 1} against {0, 1/3, 2/3, 1}: the linear-interpolation quantiles of {0, 1} at 0, 1/3, 2/3, 1 are exactly
-    the second set, so SW = 0; shifting it by 0.5 gives 0.5 (p = 1 and 2)."""
+    the second set, so SW = 0; shifting it by 0.5 gives 0.5 (p = 1 and 2). Against {0, 0.5, 0.6, 1} the four
+    quantile gaps are 0, 1/6, 1/15, 0 (matching only the two end quantiles would give 0)."""
     x = torch.tensor([[1.0], [0.0]], dtype=F64)
     y = torch.tensor([[0.0], [2 / 3], [1 / 3], [1.0]], dtype=F64)
     assert metrics.sliced_wasserstein(x, y) == pytest.approx(0.0, abs=1e-15)
     assert metrics.sliced_wasserstein(x, y + 0.5) == pytest.approx(0.5, rel=1e-12)
     assert metrics.sliced_wasserstein(y + 0.5, x, p=2) == pytest.approx(0.5, rel=1e-12)
+    y = torch.tensor([[0.6], [0.0], [1.0], [0.5]], dtype=F64)
+    assert metrics.sliced_wasserstein(x, y) == pytest.approx((1 / 6 + 1 / 15) / 4, rel=1e-12)
+    assert metrics.sliced_wasserstein(y, x, p=2) == pytest.approx(math.sqrt((1 / 36 + 1 / 225) / 4), rel=1e-12)
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         metrics.sliced_wasserstein(x, y, p=3)
 
@@ -116,7 +120,15 @@ def test_frechet_distance_non_commuting_covariances():
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")
-def test_frechet_distance_singular_covariances():
-    """Both covariances of rank one along different axes: Σ₁Σ₂ = 0 and d = ‖Δμ‖² + tr Σ₁ + tr Σ₂."""
+def test_frechet_distance_singular_covariances(monkeypatch):
+    """Rank-one covariances along different axes: Σ₁Σ₂ = 0 and d = ‖Δμ‖² + tr Σ₁ + tr Σ₂. Where sqrtm fails (non-finite,
+    forced here), the product is regularised as in pytorch-fid: (Σ₁ + εI)(Σ₂ + εI), ε = 1e-6, whose root is
+    diag(√((2 + ε)ε), √(ε(3 + ε)))."""
     s1, s2 = np.diag([2.0, 0.0]), np.diag([0.0, 3.0])
-    assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(2.0 + 5.0, rel=1e-5)
+    assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(2.0 + 5.0, rel=1e-9)
+    sqrtm, calls = metrics.linalg.sqrtm, []
+    monkeypatch.setattr(metrics.linalg, "sqrtm", lambda m: calls.append(m) or (np.full_like(m, np.nan) if len(calls) == 1 else sqrtm(m)))
+    eps = 1e-6
+    expected = 2.0 + 5.0 - 2 * (math.sqrt((2 + eps) * eps) + math.sqrt(eps * (3 + eps)))
+    assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(expected, rel=1e-12)
+    assert len(calls) == 2
