@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _SAMPLERS_QUICK = ["tests/test_samplers.py", "-k", "not torchsde and not weak_order and not gaussian_moments "
                    "and not mixture_weights"]
 # module -> pytest arguments, the fastest and sharpest tests first (pytest -x stops at the first failure).
+# A -k expression applies to every file of its list.
 TESTS = {
     "scoresde/sde.py": ["tests/test_exact_affine.py", "tests/test_exact_core.py", "tests/test_sde.py",
                         "tests/test_parameterization.py", "tests/test_likelihood.py"],
@@ -57,12 +58,12 @@ TESTS = {
     "scoresde/training/ema.py": ["tests/test_training.py", "-k", "ema or resume_is_bit_exact"],
     "scoresde/sampling/__init__.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/ancestral.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
-    "scoresde/sampling/base.py": ["tests/test_exact_affine.py", "tests/test_exact_core.py", *_SAMPLERS_QUICK],
+    "scoresde/sampling/base.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/ddim.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/dpm_solver.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
-    "scoresde/sampling/ode.py": ["tests/test_exact_affine.py", "tests/test_exact_core.py", *_SAMPLERS_QUICK],
-    "scoresde/sampling/ode_solvers.py": ["tests/test_exact_core.py", "tests/test_samplers.py", "-k", "dopri5 or rk45",
-                                         "tests/test_likelihood.py"],
+    "scoresde/sampling/ode.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
+    "scoresde/sampling/ode_solvers.py": ["tests/test_exact_core.py", "tests/test_samplers.py", "tests/test_likelihood.py",
+                                         "-k", "dopri5 or rk45"],
     "scoresde/sampling/pc.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/sde_solvers.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/torchsde_sampler.py": ["tests/test_exact_core.py", "tests/test_samplers.py", "-k", "torchsde"],

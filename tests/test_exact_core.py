@@ -206,3 +206,41 @@ def test_range_boundaries():
     for eps in (0.0, 1.0):
         with pytest.raises(ValueError):
             likelihood(lambda x, t: -x, scoresde.VPSDE(), torch.zeros(2, 2), eps=eps)
+
+
+# -- the torchsde sampler's SDE in s = T − t ---------------------------------------------------------------------------
+class _NoiselessDrift(scoresde.SDE):
+    """dx = −t x dt without noise: its reverse-time SDE in s = T − t is dy/ds = (T − s) y."""
+
+    def coefficients(self, t):
+        return -t, torch.zeros_like(t)
+
+    def marginal_coeffs(self, t):
+        return torch.exp(-0.5 * t**2), torch.zeros_like(t)
+
+
+def test_torchsde_euler_steps_in_reversed_time():
+    """torchsde's Euler on dy/ds = (T − s) y with ds = (T − eps)/(K − 1): y_K = x_T Π_n (1 + (T − n ds) ds), to 1e-12."""
+    sde, steps = _NoiselessDrift(), 7
+    sampler = scoresde.sampling.get_sampler("torchsde:euler", steps=steps, denoise=False, progress=False)
+    x, nfe = sampler(lambda x, t: torch.zeros_like(x), sde, (3, 2), generator=torch.Generator().manual_seed(4), dtype=F64)
+    ds = (1.0 - sde.sampling_eps) / (steps - 1)
+    factor = math.prod(1 + (1.0 - n * ds) * ds for n in range(steps - 1))
+    x_T = torch.randn(3, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    assert torch.allclose(x, x_T * factor, rtol=1e-12, atol=0) and nfe >= steps - 1
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+def test_torchsde_drift_and_diffusion(name):
+    """f(s, y) = −[f(t) x − g(t)² s(x, t)] and g(s, y) = g(t), t = T − s, on flattened states, for float and tensor s."""
+    from scoresde.sampling.torchsde_sampler import _ReverseSDE
+
+    sde, data = SDES[name](), gaussian(dim=4, seed=2)
+    rsde = _ReverseSDE(data.score_fn(sde), sde, (3, 2, 2), 1.0, "ito")
+    y = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    t = torch.full((3,), 0.7, dtype=F64)
+    f, g = sde.coefficients(t)
+    drift = -(f[:, None] * y - g[:, None] ** 2 * data.score(sde, y, t))
+    for s in (0.3, torch.tensor(0.3, dtype=F64)):
+        assert torch.allclose(rsde.f(s, y), drift, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(rsde.g(s, y), g[:, None].expand(3, 4), rtol=1e-12)
