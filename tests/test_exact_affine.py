@@ -256,6 +256,20 @@ def test_default_uniform_grid(case, denoise, sde_name):
     assert nfe == len(plan)
 
 
+@pytest.mark.parametrize("case", list(AFFINE))
+@pytest.mark.parametrize("steps", [1, 2])
+def test_one_and_two_grid_times(case, steps):
+    """steps=1 is the grid [T]: no move, PC's last corrector, Tweedie at T; steps=2 is one move from T to eps (VE)."""
+    ref, sde = Reference("ve"), SDES["ve"]()
+    ts = [1.0, sde.sampling_eps][:steps]
+    score = AffineScore(gaussian(dim=DIM, seed=7), ref.marginals)
+    x, nfe = sample(sampler_for(case, steps=steps), score, sde, seed=8)
+    plan = affine_plan(case, ref, ts)
+    x_T, draw = seeded_draws(ref, 8)
+    assert_close(x, run_plan(plan, x_T, score, draw))
+    assert nfe == len(plan)
+
+
 @pytest.mark.parametrize("case, discrete", [("ancestral", None), ("ancestral_beta", True), ("ddim_eta0.3", None),
                                             ("ddim", False), ("dpm_solver_1", None)])
 def test_ddpm_lattice_uses_discrete_alphas(case, discrete):
