@@ -27,8 +27,9 @@ from problems import SDES, gaussian
 
 F64 = torch.float64
 DIM, BATCH = 3, 4
-# Non-uniform, off the DDPM lattice (0.7311 is no multiple of 1/N), ending above every SDE's sampling_eps.
-TS = [1.0, 0.7311, 0.5102, 0.3333, 0.1919, 0.0877, 0.0301, 0.0063, 1.3e-3]
+# Non-uniform and off the DDPM lattice (0.7311 is no multiple of 1/N).
+# The last time lies below T/N = 1e-3, where the Langevin step's α looks back to time 0.
+TS = [1.0, 0.7311, 0.5102, 0.3333, 0.1919, 0.0877, 0.0301, 0.0063, 6e-4]
 RTOL = 1e-10
 
 
@@ -176,6 +177,7 @@ AFFINE = {  # case -> (sampler, options, predictor, predictor draws noise, (n_co
                                 "n_corrector_steps": 2}, "euler_maruyama", True, (2, 0.07)),
     "pc_annealed_ancestral": ("pc", {"predictor": "ancestral", "corrector": "annealed_langevin", "snr": 0.1},
                               "ancestral", True, (1, 0.1)),
+    "pc_no_corrector": ("pc", {"n_corrector_steps": 0}, "reverse_diffusion", True, None),
     "pc_corrector_only": ("pc", {"predictor": "none", "corrector": "annealed_langevin", "snr": 0.05,
                                  "n_corrector_steps": 2}, None, False, (2, 0.05)),
 }
@@ -209,6 +211,7 @@ def seeded_draws(ref, seed):
     """The draws a sampler makes from torch.Generator().manual_seed(seed): x_T first, then one per noisy move."""
     g = torch.Generator().manual_seed(seed)
     draw = lambda: torch.randn(BATCH, DIM, generator=g, dtype=F64)
+    draw.generator = g
     return ref.prior_std * draw(), draw
 
 
@@ -218,22 +221,27 @@ def assert_close(x, expected, rtol=RTOL):
     assert err <= rtol * scale, f"max error {err:.3e} > {rtol:.0e} × {scale:.3g}"
 
 
-def sample(sampler, score, sde, seed=0):
-    return sampler(score, sde, (BATCH, DIM), generator=torch.Generator().manual_seed(seed), dtype=F64)
+def sample(sampler, score, sde, seed=0, generator=None):
+    return sampler(score, sde, (BATCH, DIM), generator=generator or torch.Generator().manual_seed(seed), dtype=F64)
 
 
 # -- path-wise -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sde_name", list(SDES))
 @pytest.mark.parametrize("case", list(AFFINE))
 def test_affine_samplers_follow_the_reference_path(case, sde_name):
-    """Same seed, same noise: the sampler's samples equal the papers' recursion to 1e-10 (relative), NFE counted."""
+    """Same seed, same noise: the sampler's samples equal the papers' recursion to 1e-10 (relative), NFE counted.
+    The sampler draws exactly the reference's noise (the generators end in the same state), and it declares
+    itself `stochastic` exactly when it draws noise after x_T."""
     ref, sde = Reference(sde_name), SDES[sde_name]()
     score = AffineScore(gaussian(dim=DIM, seed=1), ref.marginals)
-    x, nfe = sample(sampler_for(case, ts=TS), score, sde)
+    sampler, g = sampler_for(case, ts=TS), torch.Generator().manual_seed(0)
+    x, nfe = sample(sampler, score, sde, generator=g)
     plan = affine_plan(case, ref, TS)
     x_T, draw = seeded_draws(ref, 0)
     assert_close(x, run_plan(plan, x_T, score, draw))
     assert nfe == len(plan)
+    assert torch.equal(g.get_state(), draw.generator.get_state())
+    assert sampler.stochastic == any(noisy for _, _, noisy in plan)
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))
@@ -469,13 +477,21 @@ def test_langevin_step_size_rules():
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))
-def test_dpm_solver_grid_is_uniform_in_log_snr(sde_name):
+@pytest.mark.parametrize("n", [3, 12])
+def test_dpm_solver_grid_is_uniform_in_log_snr(n, sde_name):
     """The default grid runs from T to sampling_eps in equal steps of λ_t = log(α_t/σ_t) (Lu et al. 2022)."""
     ref, sde = Reference(sde_name), SDES[sde_name]()
-    ts = DPMSolverSampler(steps=12).time_grid(sde).tolist()
+    ts = DPMSolverSampler(steps=n).time_grid(sde).tolist()
     lam = [math.log(ref.marginals(t)[0] / ref.marginals(t)[1]) for t in ts]
     steps = [b - a for a, b in zip(lam[:-1], lam[1:])]
-    assert len(ts) == 12 and ts[0] == 1.0 and ts[-1] == sde.sampling_eps
+    assert len(ts) == n and ts[0] == 1.0 and ts[-1] == sde.sampling_eps
     assert max(steps) - min(steps) < 1e-9 * abs(lam[-1] - lam[0]) and min(steps) > 0
-    assert DPMSolverSampler(steps=12, grid="uniform").time_grid(sde).tolist() == pytest.approx(
-        torch.linspace(1.0, sde.sampling_eps, 12, dtype=F64).tolist(), abs=1e-15)
+    assert DPMSolverSampler(steps=n, grid="uniform").time_grid(sde).tolist() == pytest.approx(
+        torch.linspace(1.0, sde.sampling_eps, n, dtype=F64).tolist(), abs=1e-15)
+
+
+@pytest.mark.parametrize("call", [lambda: get_sampler("ddim", eta=1.0 + 1e-9), lambda: get_sampler("pc", snr=0.0)])
+def test_range_boundaries(call):
+    """η ∈ [0, 1] and snr > 0 exactly at the ends."""
+    with pytest.raises(ValueError):
+        call()
