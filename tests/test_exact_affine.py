@@ -11,6 +11,7 @@ Three kinds of check, all in float64:
   propagation m' = M m + b, P' = M P Mᵀ + c² I, and, for one ancestral or DDIM move from the exact
   marginal p_t, the closed form C_s − κ² Cov(x_0 | x_t) (+ (β − β̃) I for the β variance);
 - the Langevin step-size rules and the log-SNR grid, against their formulas on fixed numbers.
+The adaptive ODE sampler is checked against the exact probability-flow map of Gaussian data instead.
 """
 import math
 
@@ -23,7 +24,7 @@ import scoresde.sde
 from scoresde.sampling import get_sampler
 from scoresde.sampling.dpm_solver import DPMSolverSampler
 from scoresde.sampling.pc import annealed_langevin_step_size, langevin_step_size
-from problems import SDES, gaussian
+from problems import SDES, gaussian, gaussian_flow
 
 F64 = torch.float64
 DIM, BATCH = 3, 4
@@ -362,6 +363,28 @@ def test_multistep_and_nonlinear_samplers_follow_the_reference_path(case, sde_na
     assert nfe == expected_nfe
 
 
+# -- the adaptive probability-flow ODE sampler --------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["dopri5", "rk45"])
+@pytest.mark.parametrize("name", ["vp", "ve"])
+def test_adaptive_ode_sampler_follows_the_exact_flow(method, name):
+    """From its own x_T (replayed from the seed) to eps, at rtol = atol = 1e-9, the sampler lands on the exact flow of
+    Gaussian data to 1e-7 (relative); the trajectory holds x_T and the end point only, and Tweedie follows at eps."""
+    sde, data = SDES[name](), gaussian(dim=2, seed=5)
+    sampler = get_sampler("ode", method=method, rtol=1e-9, atol=1e-9, denoise=False,
+                                            return_trajectory=True, progress=False)
+    x, nfe, traj = sampler(data.score_fn(sde), sde, (3, 2), generator=torch.Generator().manual_seed(6), dtype=F64)
+    x_T = sde.prior_std * torch.randn(3, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
+    eps = sde.sampling_eps
+    assert traj.shape == (2, 3, 2) and torch.equal(traj[0], x_T) and torch.equal(traj[1], x) and nfe > 20
+    exact = gaussian_flow(data, sde, x_T, 1.0, eps)
+    assert (x - exact).abs().max() < 1e-7 * (1 + exact.abs().max())
+    denoised, _ = get_sampler("ode", method=method, rtol=1e-9, atol=1e-9, progress=False)(
+        data.score_fn(sde), sde, (3, 2), generator=torch.Generator().manual_seed(6), dtype=F64)
+    alpha, sigma = sde.marginal_coeffs(torch.tensor([eps], dtype=F64))
+    assert torch.allclose(denoised, (x + sigma**2 * data.score(sde, x, torch.full((3,), eps, dtype=F64))) / alpha,
+                          rtol=1e-10, atol=1e-10)
+
+
 # -- exact moments from unit impulses ----------------------------------------------------------------------------------
 def exact_moments(monkeypatch, run, dim, start=None):
     """Exact mean and covariance of run(batch)'s output, which is affine in x_T and in every noise draw.
@@ -490,8 +513,9 @@ def test_dpm_solver_grid_is_uniform_in_log_snr(n, sde_name):
         torch.linspace(1.0, sde.sampling_eps, n, dtype=F64).tolist(), abs=1e-15)
 
 
-@pytest.mark.parametrize("call", [lambda: get_sampler("ddim", eta=1.0 + 1e-9), lambda: get_sampler("pc", snr=0.0)])
+@pytest.mark.parametrize("call", [lambda: get_sampler("ddim", eta=1.0 + 1e-9), lambda: get_sampler("pc", snr=0.0),
+                                  lambda: get_sampler("ode", rtol=0.0), lambda: get_sampler("ode", atol=0.0)])
 def test_range_boundaries(call):
-    """η ∈ [0, 1] and snr > 0 exactly at the ends."""
+    """η ∈ [0, 1], snr > 0, rtol > 0 and atol > 0, exactly at the ends."""
     with pytest.raises(ValueError):
         call()

@@ -12,7 +12,7 @@ from scoresde.likelihood import _drift_and_divergence, dequantize, likelihood
 from scoresde.losses import DDPMLoss, DSMLoss
 from scoresde.parameterization import get_score_fn
 from scoresde.sampling.ode_solvers import dopri5, scipy_rk45
-from problems import SDES, gaussian
+from problems import SDES, gaussian, gaussian_flow
 
 F64 = torch.float64
 
@@ -153,14 +153,6 @@ def test_divergence_of_the_affine_drift(name):
     assert torch.allclose(div, torch.einsum("bi,ij,bj->b", probe, J, probe), rtol=1e-12)
 
 
-def _flow(data, sde, x, t0, t1):
-    """The probability-flow ODE map for Gaussian data: in Σ's eigenbasis each coordinate keeps (y − α μ)/√C."""
-    (a0, s0), (a1, s1) = (sde.marginal_coeffs(torch.tensor([t], dtype=F64)) for t in (t0, t1))
-    lam, Q, mu = data.lam[0], data.Q[0], data.means[0]
-    ratio = ((a1**2 * lam + s1**2) / (a0**2 * lam + s0**2)).sqrt()
-    return a1 * mu + ((x - a0 * mu) @ Q * ratio) @ Q.T
-
-
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
 def test_likelihood_latent_and_log_density_are_exact(name):
     """At rtol = atol = 1e-8: z is the exact flow of x from eps to T (to 1e-6 relative), and logp = log p_T(z) +
@@ -171,7 +163,7 @@ def test_likelihood_latent_and_log_density_are_exact(name):
     x = data.sample(3, torch.Generator().manual_seed(0))
     true_prior = lambda z: data.log_prob(sde, z, torch.ones(len(z), dtype=F64))
     r = likelihood(data.score_fn(sde), sde, x, eps=eps, trace="exact", rtol=1e-8, atol=1e-8, bpd_offset=1.5)
-    assert torch.allclose(r.z, _flow(data, sde, x, eps, 1.0), rtol=1e-6, atol=1e-6)
+    assert torch.allclose(r.z, gaussian_flow(data, sde, x, eps, 1.0), rtol=1e-6, atol=1e-6)
     logp = r.logp - sde.prior_logp(r.z) + true_prior(r.z)
     assert torch.allclose(logp, data.log_prob(sde, x, torch.full((3,), eps, dtype=F64)), rtol=0, atol=1e-7)
     assert torch.allclose(r.bpd, -r.logp / (3 * math.log(2)) + 1.5, rtol=1e-14)
@@ -244,3 +236,4 @@ def test_torchsde_drift_and_diffusion(name):
     for s in (0.3, torch.tensor(0.3, dtype=F64)):
         assert torch.allclose(rsde.f(s, y), drift, rtol=1e-12, atol=1e-12)
         assert torch.allclose(rsde.g(s, y), g[:, None].expand(3, 4), rtol=1e-12)
+
