@@ -91,6 +91,17 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     **{("scoresde/losses.py", "DDPMLoss.__init__", "`1` → `0`" + n):
        "the sizes of the dummy tensors of the up-front parameterisation check: any size validates the name"
        for n in ("", " #2", " #3", " #4", " #5", " #6")},
+    **{("scoresde/sampling/base.py", "grid_marginals", d): "every SDE with DDPM's discrete ᾱ_i (VPSDE) has T = 1"
+       for d in ("`ts * sde.N / sde.T` → `ts * sde.N * sde.T`", "`ts * sde.N / sde.T` → `ts * sde.N * sde.T` #2")},
+    **{("scoresde/sampling/base.py", "grid_marginals", d): "the lattice test's tolerance: DDPM steps are within "
+       "1e-12 of an integer multiple of T/N, other grid times are at least 1e-4 away in every test and use"
+       for d in ("`1e-6` → `1.0099999999999999e-06`",
+                 "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6` → "
+                 "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() <= 1e-06`")},
+    ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`100` → `101`"):
+        "bisection: after 100 halvings of [eps, T] the bracket is below float64 resolution; one more changes nothing",
+    ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`lam(mid) > target` → `lam(mid) >= target`"):
+        "differs only if λ(mid) equals the target exactly, and then both halves keep the target within the bracket",
     **{("scoresde/likelihood.py", "_drift_and_divergence", d):
        "retain_graph on the last backward pass too only keeps memory a little longer"
        for d in ("`i < h.shape[1] - 1` → `i <= h.shape[1] - 1`", "`h.shape[1] - 1` → `h.shape[1] + 1`", "`1` → `0` #7")},

@@ -279,6 +279,30 @@ def test_one_and_two_grid_times(case, steps):
     assert nfe == len(plan)
 
 
+@pytest.mark.parametrize("case", ["euler_maruyama", "pc_annealed"])
+def test_explicit_eps_and_one_time_user_grid(case):
+    """steps=5 with eps=2e-3 gives linspace(T, 2e-3, 5); the user grid [0.7] gives no move, then (PC's corrector and)
+    Tweedie at 0.7."""
+    ref, sde = Reference("subvp"), SDES["subvp"]()
+    score = AffineScore(gaussian(dim=DIM, seed=9), ref.marginals)
+    for options, ts in (({"steps": 5, "eps": 2e-3}, torch.linspace(1.0, 2e-3, 5, dtype=F64).tolist()), ({"ts": [0.7]}, [0.7])):
+        x, nfe = sample(sampler_for(case, **options), score, sde, seed=10)
+        plan = affine_plan(case, ref, ts)
+        x_T, draw = seeded_draws(ref, 10)
+        assert_close(x, run_plan(plan, x_T, score, draw))
+        assert nfe == len(plan)
+
+
+@pytest.mark.parametrize("options, shape", [
+    (dict(ts=[1.0, 0.5], eps=1e-3), (2, 2)), (dict(eps=0.0), (2, 2)), (dict(ts=[1.5, 0.5]), (2, 2)),
+    (dict(ts=[0.5, 0.0]), (2, 2)), (dict(ts=[]), (2, 2)), (dict(), (2, 0)),
+])
+def test_grid_and_shape_ends_are_rejected(options, shape):
+    """eps and ts exclude each other; eps > 0; ts in (0, T] at both ends and not empty; every dimension ≥ 1."""
+    with pytest.raises(ValueError):
+        get_sampler("euler_maruyama", steps=3, progress=False, **options)(lambda x, t: -x, scoresde.VPSDE(), shape)
+
+
 @pytest.mark.parametrize("case, discrete", [("ancestral", None), ("ancestral_beta", True), ("ddim_eta0.3", None),
                                             ("ddim", False), ("dpm_solver_1", None)])
 def test_ddpm_lattice_uses_discrete_alphas(case, discrete):
@@ -368,14 +392,17 @@ def test_multistep_and_nonlinear_samplers_follow_the_reference_path(case, sde_na
 @pytest.mark.parametrize("name", ["vp", "ve"])
 def test_adaptive_ode_sampler_follows_the_exact_flow(method, name):
     """From its own x_T (replayed from the seed) to eps, at rtol = atol = 1e-9, the sampler lands on the exact flow of
-    Gaussian data to 1e-7 (relative); the trajectory holds x_T and the end point only, and Tweedie follows at eps."""
+    Gaussian data to 1e-7 (relative); the trajectory holds x_T and the end point only, the callback sees the end
+    point once (t = eps, step 0), and Tweedie follows at eps."""
     sde, data = SDES[name](), gaussian(dim=2, seed=5)
-    sampler = get_sampler("ode", method=method, rtol=1e-9, atol=1e-9, denoise=False,
-                                            return_trajectory=True, progress=False)
+    seen = []
+    sampler = get_sampler("ode", method=method, rtol=1e-9, atol=1e-9, denoise=False, return_trajectory=True,
+                          progress=False, callback=lambda x, t, k: seen.append((x, float(t), k)))
     x, nfe, traj = sampler(data.score_fn(sde), sde, (3, 2), generator=torch.Generator().manual_seed(6), dtype=F64)
     x_T = sde.prior_std * torch.randn(3, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
     eps = sde.sampling_eps
     assert traj.shape == (2, 3, 2) and torch.equal(traj[0], x_T) and torch.equal(traj[1], x) and nfe > 20
+    assert len(seen) == 1 and torch.equal(seen[0][0], x) and seen[0][1:] == (eps, 0)
     exact = gaussian_flow(data, sde, x_T, 1.0, eps)
     assert (x - exact).abs().max() < 1e-7 * (1 + exact.abs().max())
     denoised, _ = get_sampler("ode", method=method, rtol=1e-9, atol=1e-9, progress=False)(
