@@ -151,7 +151,7 @@ def tweedie_move(m, t):
 
 
 # -- cases: sampler options and the reference plan --------------------------------------------------------------------
-# name -> (sampler name, options, predictor move or None, draws noise, corrector (n, snr) or None)
+# predictor -> its move from t to s, built from (reference, marginals m, t, s)
 PREDICTORS = {
     "ancestral": lambda ref, m, t, s: ancestral_move(m, t, s, "beta_tilde"),
     "ancestral_beta": lambda ref, m, t, s: ancestral_move(m, t, s, "beta"),
