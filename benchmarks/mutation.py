@@ -66,7 +66,8 @@ TESTS = {
                                          "-k", "dopri5 or rk45"],
     "scoresde/sampling/pc.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/sde_solvers.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
-    "scoresde/sampling/torchsde_sampler.py": ["tests/test_exact_core.py", "tests/test_samplers.py", "-k", "torchsde"],
+    "scoresde/sampling/torchsde_sampler.py": ["tests/test_exact_core.py", "tests/test_samplers.py", "-k",
+                                              "torchsde or bad_sampler_arguments"],
 }
 
 # (module, function, mutation) -> why the mutant cannot change behaviour (or only below any tolerance a user
@@ -102,6 +103,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "bisection: after 100 halvings of [eps, T] the bracket is below float64 resolution; one more changes nothing",
     ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`lam(mid) > target` → `lam(mid) >= target`"):
         "differs only if λ(mid) equals the target exactly, and then both halves keep the target within the bracket",
+    ("scoresde/sampling/ode_solvers.py", "<module>", "`0` → `1`"): "_C[0] is never read: the stages use _C[1:]",
+    **{("scoresde/sampling/ode_solvers.py", "_initial_step", d): "scipy's thresholds on the scaled norms of y0 and f0; "
+       "the mutant differs only for norms in [1e-5, 1.01e-5)" for d in ("`1e-5` → `1.0100000000000002e-05`",
+                                                                      "`1e-5` → `1.0100000000000002e-05` #2")},
+    **{("scoresde/sampling/ode_solvers.py", "_initial_step", d): "differs only if max(d1, d2) lies in [1e-15, 1.01e-15]"
+       for d in ("`max(d1, d2) <= 1e-15` → `max(d1, d2) < 1e-15`", "`1e-15` → `1.01e-15`")},
+    ("scoresde/sampling/ode_solvers.py", "_initial_step", "`1e-3` → `0.00101`"):
+        "that branch needs d1 ≤ 1e-15, so h0 = 1e-6 and max(1e-6, h0 · 1e-3) is 1e-6 either way",
+    ("scoresde/sampling/ode_solvers.py", "dopri5", "`t1 > t0` → `t1 >= t0`"):
+        "t1 = t0 returns y0 at once in either direction",
+    **{("scoresde/sampling/ode_solvers.py", "dopri5", d): "the end-of-interval test's rounding slack (1e-12 relative): "
+       "the last step is clipped to land on t1 exactly" for d in (
+           "`direction * (t1 - t) <= 1e-12 * max(1.0, abs(t1))` → `direction * (t1 - t) < 1e-12 * max(1.0, abs(t1))`",
+           "`1e-12` → `1.01e-12`", "`1.0` → `1.01` #3")},
+    ("scoresde/sampling/ode_solvers.py", "dopri5", "`norm < 1` → `norm <= 1`"):
+        "differs only for an error norm of exactly 1.0",
     **{("scoresde/likelihood.py", "_drift_and_divergence", d):
        "retain_graph on the last backward pass too only keeps memory a little longer"
        for d in ("`i < h.shape[1] - 1` → `i <= h.shape[1] - 1`", "`h.shape[1] - 1` → `h.shape[1] + 1`", "`1` → `0` #7")},
