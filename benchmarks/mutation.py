@@ -18,6 +18,8 @@ imported torch, scipy and pytest (about 2 s saved per mutant); --subprocess star
     python benchmarks/mutation.py                                  # every target, every mutant
     python benchmarks/mutation.py --module sde --module metrics    # a few modules (name, or path)
     python benchmarks/mutation.py --sample 100 --seed 0            # a random subsample of all mutants
+    python benchmarks/mutation.py --fraction 0.5 --seed 1          # half of each module's mutants, at random
+    python benchmarks/mutation.py --rerun runs/mutation.json       # only the survivors of an earlier run
     python benchmarks/mutation.py --module pc --shard 2/3          # every third mutant of pc.py, from the second
     python benchmarks/mutation.py --max-mutants 20 --list          # print the first 20 mutants, run nothing
     python benchmarks/mutation.py --json runs/mutation.json        # also save every result
@@ -99,6 +101,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for d in ("`1e-6` → `1.0099999999999999e-06`",
                  "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6` → "
                  "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() <= 1e-06`")},
+    ("scoresde/sampling/base.py", "sqrt_", "`v.clamp(min=0)` → `v`"):
+        "defensive: its arguments β̃, v and σ_s² − η²β̃ are ≥ 0 in exact arithmetic, v is already clamped, and "
+        "σ_s² − β̃ = a²σ_s⁴/σ_t² could round below 0 only if a σ_s vanished against σ_t, which no schedule reaches",
     ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`100` → `101`"):
         "bisection: after 100 halvings of [eps, T] the bracket is below float64 resolution; one more changes nothing",
     ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`lam(mid) > target` → `lam(mid) >= target`"):
@@ -424,7 +429,9 @@ def main(argv=None):
     parser.add_argument("--module", action="append", help="target module: a key of TESTS or its short name (sde, pc, ...)")
     parser.add_argument("--max-mutants", type=int, help="run at most this many mutants (after sampling)")
     parser.add_argument("--sample", type=int, help="draw this many mutants at random from all targets")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument("--fraction", type=float, help="draw this fraction of each module's mutants at random")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample and --fraction")
+    parser.add_argument("--rerun", action="append", help="a --json file of an earlier run: run only its survivors")
     parser.add_argument("--shard", help="K/N: run only every N-th mutant starting at the K-th (1-based), to split a run")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument("--json", help="write every mutant and its result to this file")
@@ -440,6 +447,14 @@ def main(argv=None):
             parser.error(f"unknown module(s) {unknown}; valid: {sorted(short)}")
         modules = [TESTS_KEY for m in args.module for TESTS_KEY in [m if m in TESTS else short[m]]]
     mutants = [m for module in modules for m in collect(module)]
+    if args.rerun:
+        survivors = {tuple(m[k] for k in ("module", "function", "description"))
+                     for path in args.rerun for m in json.loads(Path(path).read_text()) if m["status"] == "survived"}
+        mutants = [m for m in mutants if m.key in survivors]
+    if args.fraction is not None:
+        rng = random.Random(args.seed)
+        mutants = [m for module in modules for group in [[m for m in mutants if m.module == module]]
+                   for m in sorted(rng.sample(group, round(args.fraction * len(group))), key=lambda m: m.line)]
     if args.sample is not None:
         mutants = sorted(random.Random(args.seed).sample(mutants, min(args.sample, len(mutants))),
                          key=lambda m: (modules.index(m.module), m.line))

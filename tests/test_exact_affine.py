@@ -295,12 +295,28 @@ def test_explicit_eps_and_one_time_user_grid(case):
 
 @pytest.mark.parametrize("options, shape", [
     (dict(ts=[1.0, 0.5], eps=1e-3), (2, 2)), (dict(eps=0.0), (2, 2)), (dict(ts=[1.5, 0.5]), (2, 2)),
-    (dict(ts=[0.5, 0.0]), (2, 2)), (dict(ts=[]), (2, 2)), (dict(), (2, 0)),
+    (dict(ts=[0.5, 0.0]), (2, 2)), (dict(ts=[]), (2, 2)), (dict(ts=[1.0, 0.5, 0.5]), (2, 2)), (dict(eps=1.0), (2, 2)),
+    (dict(), (2, 0)),
 ])
 def test_grid_and_shape_ends_are_rejected(options, shape):
-    """eps and ts exclude each other; eps > 0; ts in (0, T] at both ends and not empty; every dimension ≥ 1."""
+    """eps and ts exclude each other; 0 < eps < T; ts in (0, T] at both ends, strictly decreasing and not empty;
+    every dimension ≥ 1."""
     with pytest.raises(ValueError):
         get_sampler("euler_maruyama", steps=3, progress=False, **options)(lambda x, t: -x, scoresde.VPSDE(), shape)
+
+
+@pytest.mark.parametrize("case", ["ancestral", "ddim_eta0.3", "pc_annealed", "dpm_solver_1"])
+def test_float32_runs_in_float32(case):
+    """dtype=float32: the float64 coefficient tables are cast once, so the samples stay float32 and agree with the
+    float64 reference to float32 precision (1e-4 relative)."""
+    ref, sde = Reference("vp"), SDES["vp"]()
+    score64 = AffineScore(gaussian(dim=DIM, seed=11), ref.marginals)
+    score = lambda x, t: score64(x.double(), t).to(x.dtype)
+    x, _ = sampler_for(case, ts=TS)(score, sde, (BATCH, DIM), generator=torch.Generator().manual_seed(12), dtype=torch.float32)
+    g = torch.Generator().manual_seed(12)
+    draw = lambda: torch.randn(BATCH, DIM, generator=g, dtype=torch.float32).double()
+    assert x.dtype == torch.float32
+    assert_close(x.double(), run_plan(affine_plan(case, ref, TS), draw(), score64, draw), rtol=1e-4)
 
 
 @pytest.mark.parametrize("case, discrete", [("ancestral", None), ("ancestral_beta", True), ("ddim_eta0.3", None),
