@@ -101,6 +101,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
        for d in ("`1e-6` → `1.0099999999999999e-06`",
                  "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6` → "
                  "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() <= 1e-06`")},
+    ("scoresde/sampling/base.py", "Sampler.integrate", "`isinstance(v, torch.Tensor)` → `not isinstance(v, torch.Tensor)`"):
+        "every table is a tensor, and uncast float64 CPU tables still work: a 0-dim float64 coefficient does not "
+        "promote a float32 state (PyTorch's promotion rule for 0-dim tensors) and combines with CUDA tensors; only "
+        "the coefficients' rounding differs, by float32's 6e-8",
     ("scoresde/sampling/base.py", "sqrt_", "`v.clamp(min=0)` → `v`"):
         "defensive: its arguments β̃, v and σ_s² − η²β̃ are ≥ 0 in exact arithmetic, v is already clamped, and "
         "σ_s² − β̃ = a²σ_s⁴/σ_t² could round below 0 only if a σ_s vanished against σ_t, which no schedule reaches",
@@ -451,10 +455,10 @@ def main(argv=None):
         survivors = {tuple(m[k] for k in ("module", "function", "description"))
                      for path in args.rerun for m in json.loads(Path(path).read_text()) if m["status"] == "survived"}
         mutants = [m for m in mutants if m.key in survivors]
-    if args.fraction is not None:
-        rng = random.Random(args.seed)
+    if args.fraction is not None:  # seeded per module, so a module's sample does not depend on the others asked for
         mutants = [m for module in modules for group in [[m for m in mutants if m.module == module]]
-                   for m in sorted(rng.sample(group, round(args.fraction * len(group))), key=lambda m: m.line)]
+                   for m in sorted(random.Random(f"{args.seed}:{module}").sample(group, round(args.fraction * len(group))),
+                                   key=lambda m: m.line)]
     if args.sample is not None:
         mutants = sorted(random.Random(args.seed).sample(mutants, min(args.sample, len(mutants))),
                          key=lambda m: (modules.index(m.module), m.line))

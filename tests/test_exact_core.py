@@ -204,8 +204,8 @@ def test_range_boundaries():
     eps ∈ {0, T} are not."""
     schedule = scoresde.LinearSchedule(beta_min=0.0, beta_max=2.0)
     assert schedule.beta(torch.zeros(1, dtype=F64)).item() == 0.0 and schedule.integral(torch.ones(1, dtype=F64)).item() == 1.0
-    for kwargs in (dict(s=0.0), dict(max_beta=0.0), dict(max_beta=1.0)):
-        with pytest.raises(ValueError):
+    for kwargs, match in ((dict(s=0.0), "s "), (dict(max_beta=0.0), "max_beta"), (dict(max_beta=1.0), "max_beta")):
+        with pytest.raises(ValueError, match=match):  # not math.log1p's own "math domain error"
             scoresde.CosineSchedule(**kwargs)
     with pytest.raises(ValueError):
         DSMLoss(scoresde.VPSDE(), eps=1.0)
