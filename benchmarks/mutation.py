@@ -50,7 +50,7 @@ _SAMPLERS_QUICK = ["tests/test_samplers.py", "-k", "not torchsde and not weak_or
 # module -> pytest arguments, the fastest and sharpest tests first (pytest -x stops at the first failure).
 # A -k expression applies to every file of its list.
 TESTS = {
-    "scoresde/sde.py": ["tests/test_exact_affine.py", "tests/test_exact_core.py", "tests/test_sde.py",
+    "scoresde/sde.py": ["tests/test_exact_core.py", "tests/test_exact_affine.py", "tests/test_sde.py",
                         "tests/test_parameterization.py", "tests/test_likelihood.py"],
     "scoresde/schedules.py": ["tests/test_exact_affine.py", "tests/test_exact_core.py", "tests/test_sde.py"],
     "scoresde/parameterization.py": ["tests/test_parameterization.py", "tests/test_exact_core.py", "tests/test_losses.py"],
@@ -72,66 +72,97 @@ TESTS = {
                                               "torchsde or bad_sampler_arguments"],
 }
 
-# (module, function, mutation) -> why the mutant cannot change behaviour (or only below any tolerance a user
-# could notice). Keys are printed by the runner for every survivor; add one here only after reading the code.
-EQUIVALENT: dict[tuple[str, str, str], str] = {
-    ("scoresde/sde.py", "transition_from_marginals", "`(sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)` → "
-     "`sigma_t ** 2 - (a * sigma_s) ** 2`"):
-        "a defensive clamp: σ_t² − a²σ_s² ≥ 0 for s < t, and no rounded value was negative on 5000 times × "
-        "5 step sizes (1e-7 … 1e-3) × 4 SDEs × float32/float64",
-    ("scoresde/schedules.py", "CosineSchedule.beta", "`t.clamp(max=self.t_clip)` → `t`"):
-        "torch.where replaces every t ≥ t_clip by the clip, and the unclamped tan there is finite (θ ≤ π/2), "
-        "also in its gradient",
-    ("scoresde/schedules.py", "CosineSchedule.beta", "`t < self.t_clip` → `t <= self.t_clip`"):
-        "at t = t_clip the formula equals the clip (t_clip is defined by β(t_clip) = clip), up to rounding",
-    ("scoresde/losses.py", "LikelihoodImportanceSampler.__init__", "`0.5` → `0.505`"):
-        "a constant factor of the trapezoid sums cancels in cdf / cdf[-1]",
-    **{("scoresde/losses.py", "LikelihoodImportanceSampler.sample", d):
-       "u ∈ [0, 1) and cdf runs from 0 to 1, so searchsorted(right=True) already lies in [1, len − 1] and the "
-       "clamp never acts; right=False differs only at u equal to a tabulated cdf value, where both bins give t"
-       for d in ("`torch.searchsorted(cdf, u, right=True).clamp(1, len(cdf) - 1)` → `torch.searchsorted(cdf, u, right=True)`",
-                 "`True` → `False`", "`1` → `0`", "`len(cdf) - 1` → `len(cdf) + 1`", "`1` → `0` #2")},
-    **{("scoresde/losses.py", "DDPMLoss.__init__", "`1` → `0`" + n):
-       "the sizes of the dummy tensors of the up-front parameterisation check: any size validates the name"
-       for n in ("", " #2", " #3", " #4", " #5", " #6")},
-    **{("scoresde/sampling/base.py", "grid_marginals", d): "every SDE with DDPM's discrete ᾱ_i (VPSDE) has T = 1"
-       for d in ("`ts * sde.N / sde.T` → `ts * sde.N * sde.T`", "`ts * sde.N / sde.T` → `ts * sde.N * sde.T` #2")},
-    **{("scoresde/sampling/base.py", "grid_marginals", d): "the lattice test's tolerance: DDPM steps are within "
-       "1e-12 of an integer multiple of T/N, other grid times are at least 1e-4 away in every test and use"
-       for d in ("`1e-6` → `1.0099999999999999e-06`",
-                 "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6` → "
-                 "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() <= 1e-06`")},
-    ("scoresde/sampling/base.py", "Sampler.integrate", "`isinstance(v, torch.Tensor)` → `not isinstance(v, torch.Tensor)`"):
-        "every table is a tensor, and uncast float64 CPU tables still work: a 0-dim float64 coefficient does not "
-        "promote a float32 state (PyTorch's promotion rule for 0-dim tensors) and combines with CUDA tensors; only "
-        "the coefficients' rounding differs, by float32's 6e-8",
-    ("scoresde/sampling/base.py", "sqrt_", "`v.clamp(min=0)` → `v`"):
-        "defensive: its arguments β̃, v and σ_s² − η²β̃ are ≥ 0 in exact arithmetic, v is already clamped, and "
-        "σ_s² − β̃ = a²σ_s⁴/σ_t² could round below 0 only if a σ_s vanished against σ_t, which no schedule reaches",
-    ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`100` → `101`"):
-        "bisection: after 100 halvings of [eps, T] the bracket is below float64 resolution; one more changes nothing",
-    ("scoresde/sampling/dpm_solver.py", "logsnr_grid", "`lam(mid) > target` → `lam(mid) >= target`"):
-        "differs only if λ(mid) equals the target exactly, and then both halves keep the target within the bracket",
-    ("scoresde/sampling/ode_solvers.py", "<module>", "`0` → `1`"): "_C[0] is never read: the stages use _C[1:]",
-    **{("scoresde/sampling/ode_solvers.py", "_initial_step", d): "scipy's thresholds on the scaled norms of y0 and f0; "
-       "the mutant differs only for norms in [1e-5, 1.01e-5)" for d in ("`1e-5` → `1.0100000000000002e-05`",
-                                                                      "`1e-5` → `1.0100000000000002e-05` #2")},
-    **{("scoresde/sampling/ode_solvers.py", "_initial_step", d): "differs only if max(d1, d2) lies in [1e-15, 1.01e-15]"
-       for d in ("`max(d1, d2) <= 1e-15` → `max(d1, d2) < 1e-15`", "`1e-15` → `1.01e-15`")},
-    ("scoresde/sampling/ode_solvers.py", "_initial_step", "`1e-3` → `0.00101`"):
-        "that branch needs d1 ≤ 1e-15, so h0 = 1e-6 and max(1e-6, h0 · 1e-3) is 1e-6 either way",
-    ("scoresde/sampling/ode_solvers.py", "dopri5", "`t1 > t0` → `t1 >= t0`"):
-        "t1 = t0 returns y0 at once in either direction",
-    **{("scoresde/sampling/ode_solvers.py", "dopri5", d): "the end-of-interval test's rounding slack (1e-12 relative): "
-       "the last step is clipped to land on t1 exactly" for d in (
-           "`direction * (t1 - t) <= 1e-12 * max(1.0, abs(t1))` → `direction * (t1 - t) < 1e-12 * max(1.0, abs(t1))`",
-           "`1e-12` → `1.01e-12`", "`1.0` → `1.01` #3")},
-    ("scoresde/sampling/ode_solvers.py", "dopri5", "`norm < 1` → `norm <= 1`"):
-        "differs only for an error norm of exactly 1.0",
-    **{("scoresde/likelihood.py", "_drift_and_divergence", d):
-       "retain_graph on the last backward pass too only keeps memory a little longer"
-       for d in ("`i < h.shape[1] - 1` → `i <= h.shape[1] - 1`", "`h.shape[1] - 1` → `h.shape[1] + 1`", "`1` → `0` #7")},
-}
+# (module, function, why the mutants cannot change behaviour, [mutations as the runner prints them]); add one only
+# after reading the code. Survivors are printed with their keys.
+_EQUIVALENT = [
+    ("scoresde/sde.py", "transition_from_marginals",
+     "a defensive clamp: σ_t² − a²σ_s² ≥ 0 for s < t, and no rounded value was negative on 5000 times × 5 "
+     "step sizes (1e-7 … 1e-3) × 4 SDEs × float32/float64",
+     ["`(sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)` → `sigma_t ** 2 - (a * sigma_s) ** 2`"]),
+    ("scoresde/schedules.py", "CosineSchedule.beta",
+     "torch.where replaces every t ≥ t_clip by the clip, and the unclamped tan there is finite (θ ≤ π/2), "
+     "also in its gradient",
+     ["`t.clamp(max=self.t_clip)` → `t`"]),
+    ("scoresde/schedules.py", "CosineSchedule.beta",
+     "at t = t_clip the formula equals the clip (t_clip is defined by β(t_clip) = clip), up to rounding",
+     ["`t < self.t_clip` → `t <= self.t_clip`"]),
+    ("scoresde/losses.py", "LikelihoodImportanceSampler.__init__",
+     "a constant factor of the trapezoid sums cancels in cdf / cdf[-1]",
+     ["`0.5` → `0.505`"]),
+    ("scoresde/losses.py", "LikelihoodImportanceSampler.sample",
+     "u ∈ [0, 1) and cdf runs from 0 to 1, so searchsorted(right=True) already lies in [1, len − 1] and "
+     "the clamp never acts; right=False differs only at u equal to a tabulated cdf value, where both bins "
+     "give t",
+     ["`torch.searchsorted(cdf, u, right=True).clamp(1, len(cdf) - 1)` → `torch.searchsorted(cdf, u, right=True)`",
+      "`True` → `False`",
+      "`1` → `0`",
+      "`len(cdf) - 1` → `len(cdf) + 1`",
+      "`1` → `0` #2"]),
+    ("scoresde/losses.py", "DDPMLoss.__init__",
+     "the sizes of the dummy tensors of the up-front parameterisation check: any size validates the name",
+     ["`1` → `0`"] + [f"`1` → `0` #{n}" for n in range(2, 7)]),
+    ("scoresde/sampling/base.py", "grid_marginals",
+     "every SDE with DDPM's discrete ᾱ_i (VPSDE) has T = 1",
+     ["`ts * sde.N / sde.T` → `ts * sde.N * sde.T`",
+      "`ts * sde.N / sde.T` → `ts * sde.N * sde.T` #2"]),
+    ("scoresde/sampling/base.py", "grid_marginals",
+     "the lattice test's tolerance: DDPM steps are within 1e-12 of an integer multiple of T/N, other grid "
+     "times in the tests are at least 1e-4 away",
+     ["`1e-6` → `1.0099999999999999e-06`",
+      "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6` → "
+      "`(ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() <= 1e-06`"]),
+    ("scoresde/sampling/base.py", "Sampler.integrate",
+     "every table is a tensor, and uncast float64 CPU tables still work: a 0-dim float64 coefficient does "
+     "not promote a float32 state (PyTorch's promotion rule for 0-dim tensors) and combines with CUDA "
+     "tensors; only the coefficients' rounding differs, by float32's 6e-8",
+     ["`isinstance(v, torch.Tensor)` → `not isinstance(v, torch.Tensor)`"]),
+    ("scoresde/sampling/base.py", "sqrt_",
+     "defensive: its arguments β̃, v and σ_s² − η²β̃ are ≥ 0 in exact arithmetic, v is already clamped, "
+     "and σ_s² − β̃ = a²σ_s⁴/σ_t² could round below 0 only if a σ_s vanished against σ_t, which no "
+     "schedule reaches",
+     ["`v.clamp(min=0)` → `v`"]),
+    ("scoresde/sampling/dpm_solver.py", "logsnr_grid",
+     "bisection: after 100 halvings of [eps, T] the bracket is below float64 resolution; one more changes "
+     "nothing",
+     ["`100` → `101`"]),
+    ("scoresde/sampling/dpm_solver.py", "logsnr_grid",
+     "differs only if λ(mid) equals the target exactly, and then both halves keep the target within the "
+     "bracket",
+     ["`lam(mid) > target` → `lam(mid) >= target`"]),
+    ("scoresde/sampling/ode_solvers.py", "<module>",
+     "_C[0] is never read: the stages use _C[1:]",
+     ["`0` → `1`"]),
+    ("scoresde/sampling/ode_solvers.py", "_initial_step",
+     "scipy's thresholds on the scaled norms of y0 and f0; the mutant differs only for norms in [1e-5, "
+     "1.01e-5)",
+     ["`1e-5` → `1.0100000000000002e-05`",
+      "`1e-5` → `1.0100000000000002e-05` #2"]),
+    ("scoresde/sampling/ode_solvers.py", "_initial_step",
+     "differs only if max(d1, d2) lies in [1e-15, 1.01e-15]",
+     ["`max(d1, d2) <= 1e-15` → `max(d1, d2) < 1e-15`",
+      "`1e-15` → `1.01e-15`"]),
+    ("scoresde/sampling/ode_solvers.py", "_initial_step",
+     "that branch needs d1 ≤ 1e-15, so h0 = 1e-6 and max(1e-6, h0 · 1e-3) is 1e-6 either way",
+     ["`1e-3` → `0.00101`"]),
+    ("scoresde/sampling/ode_solvers.py", "dopri5",
+     "t1 = t0 returns y0 at once in either direction",
+     ["`t1 > t0` → `t1 >= t0`"]),
+    ("scoresde/sampling/ode_solvers.py", "dopri5",
+     "the end-of-interval test's rounding slack (1e-12 relative): the last step is clipped to land on t1 "
+     "exactly",
+     ["`direction * (t1 - t) <= 1e-12 * max(1.0, abs(t1))` → `direction * (t1 - t) < 1e-12 * max(1.0, abs(t1))`",
+      "`1e-12` → `1.01e-12`",
+      "`1.0` → `1.01` #3"]),
+    ("scoresde/sampling/ode_solvers.py", "dopri5",
+     "differs only for an error norm of exactly 1.0",
+     ["`norm < 1` → `norm <= 1`"]),
+    ("scoresde/likelihood.py", "_drift_and_divergence",
+     "retain_graph on the last backward pass too only keeps memory a little longer",
+     ["`i < h.shape[1] - 1` → `i <= h.shape[1] - 1`",
+      "`h.shape[1] - 1` → `h.shape[1] + 1`",
+      "`1` → `0` #7"]),
+]
+EQUIVALENT = {(m, f, d): why for m, f, why, ds in _EQUIVALENT for d in ds}
 
 UNARY_FUNCS = {"sqrt", "exp", "log", "expm1", "log1p", "abs", "clamp"}
 BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,

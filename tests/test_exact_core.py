@@ -17,6 +17,55 @@ from problems import SDES, gaussian, gaussian_flow
 F64 = torch.float64
 
 
+# -- the SDEs' closed forms --------------------------------------------------------------------------------------------
+def _reference_marginals(name, t):
+    """α_t, σ_t, g(t)² in closed form (Song et al. 2021, Eqs. 29–34) for the linear VP, sub-VP and VE SDEs."""
+    if name == "ve":
+        sig = 0.01 * 5000.0**t
+        return torch.ones_like(t), (sig**2 - 0.01**2).clamp(min=0).sqrt(), sig**2 * 2 * math.log(5000.0)
+    integral, beta = 0.1 * t + 0.5 * t**2 * 19.9, 0.1 + 19.9 * t
+    alpha = torch.exp(-0.5 * integral)
+    if name == "subvp":
+        return alpha, 1 - alpha**2, beta * (1 - torch.exp(-2 * integral))
+    return alpha, (1 - alpha**2).sqrt(), beta
+
+
+def _reference_drift(name, t):
+    return torch.zeros_like(t) if name == "ve" else -0.5 * (0.1 + 19.9 * t)
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+def test_sde_interface_in_closed_form(name):
+    """sde, marginal_prob, discretize over dt (exact transition; t − dt clamped at 0), prior_sampling, prior_logp and
+    the reverse SDE / probability-flow ODE with its discretisation, on image-shaped x, to 1e-12."""
+    sde, close = SDES[name](), lambda a, b: torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    x = torch.randn(4, 2, 1, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    t, dt = torch.tensor([0.03, 0.2, 0.55, 1.0], dtype=F64), 0.05
+    col = lambda v: v[:, None, None, None]
+    alpha, sigma, g2 = _reference_marginals(name, t)
+    f = _reference_drift(name, t)
+    drift, g = sde.sde(x, t)
+    assert close(drift, col(f) * x) and close(g**2, g2)
+    mean, std = sde.marginal_prob(x, t)
+    assert close(mean, col(alpha) * x) and close(std, sigma)
+    alpha_s, sigma_s, _ = _reference_marginals(name, (t - dt).clamp(min=0))
+    a = alpha / alpha_s
+    v = sigma**2 - a**2 * sigma_s**2
+    fd, G = sde.discretize(x, t, dt)
+    assert close(fd, col(a - 1) * x) and close(G, v.sqrt())
+    z = sde.prior_sampling((4, 2, 1, 2), generator=torch.Generator().manual_seed(1), dtype=F64)
+    prior_std = math.sqrt(50.0**2 - 0.01**2) if name == "ve" else 1.0
+    assert close(z, prior_std * torch.randn(4, 2, 1, 2, generator=torch.Generator().manual_seed(1), dtype=F64))
+    assert close(sde.prior_logp(z), -2 * math.log(2 * math.pi * prior_std**2) - z.pow(2).flatten(1).sum(1) / (2 * prior_std**2))
+    score = lambda x, t: torch.sin(x) * col(t)
+    for c, flow in ((1.0, False), (0.5, True)):
+        rev = sde.reverse(score, probability_flow=flow)
+        drift, diffusion = rev.sde(x, t)
+        assert close(drift, col(f) * x - c * col(g2) * score(x, t)) and close(diffusion, g2.sqrt() * (not flow))
+        fr, Gr = rev.discretize(x, t, dt)
+        assert close(fr, col(a - 1) * x - c * col(v) * score(x, t)) and close(Gr, v.sqrt() * (not flow))
+
+
 # -- the torch Dormand–Prince solver is scipy's RK45 ------------------------------------------------------------------
 @pytest.mark.parametrize("t0, t1", [(0.0, 2.0), (2.0, 0.3), (0.1, 1.0)])
 @pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
@@ -74,18 +123,6 @@ def test_discrete_score_fn_converts_with_ddpm_alphas(parameterization):
 
 
 # -- losses on replayed draws -----------------------------------------------------------------------------------------
-def _reference_marginals(name, t):
-    """α_t, σ_t, g(t)² in closed form (Song et al. 2021, Eqs. 29–34) for the linear VP, sub-VP and VE SDEs."""
-    if name == "ve":
-        sig = 0.01 * 5000.0**t
-        return torch.ones_like(t), (sig**2 - 0.01**2).sqrt(), sig**2 * 2 * math.log(5000.0)
-    integral, beta = 0.1 * t + 0.5 * t**2 * 19.9, 0.1 + 19.9 * t
-    alpha = torch.exp(-0.5 * integral)
-    if name == "subvp":
-        return alpha, 1 - alpha**2, beta * (1 - torch.exp(-2 * integral))
-    return alpha, (1 - alpha**2).sqrt(), beta
-
-
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
 @pytest.mark.parametrize("weighting", ["simple", "likelihood"])
 def test_dsm_loss_on_replayed_draws(name, weighting):
@@ -165,30 +202,6 @@ def test_divergence_of_the_affine_drift(name):
     assert torch.allclose(div, torch.trace(J).expand(3), rtol=1e-12)
     _, div = _drift_and_divergence(data.score_fn(sde), sde, x, t, "hutchinson", probe)
     assert torch.allclose(div, torch.einsum("bi,ij,bj->b", probe, J, probe), rtol=1e-12)
-
-
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
-def test_likelihood_latent_and_log_density_are_exact(name):
-    """At rtol = atol = 1e-8: z is the exact flow of x from eps to T (to 1e-6 relative), and logp = log p_T(z) +
-    ∫ tr(∂h/∂x) dt equals the closed-form log p_eps(x) to 1e-7 once the true p_T replaces the prior.
-    bpd = −logp/(D log 2) + offset. Rademacher Hutchinson is exact here (∂h/∂x is diagonal for a diagonal Σ)."""
-    sde, eps = SDES[name](), 1e-2
-    data = scoresde.analytic.GaussianMixture([1.0], [[0.5, -1.0, 0.2]], torch.diag(torch.tensor([0.3, 1.2, 0.7], dtype=F64))[None])
-    x = data.sample(3, torch.Generator().manual_seed(0))
-    true_prior = lambda z: data.log_prob(sde, z, torch.ones(len(z), dtype=F64))
-    r = likelihood(data.score_fn(sde), sde, x, eps=eps, trace="exact", rtol=1e-8, atol=1e-8, bpd_offset=1.5)
-    assert torch.allclose(r.z, gaussian_flow(data, sde, x, eps, 1.0), rtol=1e-6, atol=1e-6)
-    logp = r.logp - sde.prior_logp(r.z) + true_prior(r.z)
-    assert torch.allclose(logp, data.log_prob(sde, x, torch.full((3,), eps, dtype=F64)), rtol=0, atol=1e-7)
-    assert torch.allclose(r.bpd, -r.logp / (3 * math.log(2)) + 1.5, rtol=1e-14)
-    if name == "vp":  # nfe counts the score calls; one sample works too
-        calls = []
-        score = lambda x, t: calls.append(1) or data.score_fn(sde)(x, t)
-        h = likelihood(score, sde, x, eps=eps, rtol=1e-8, atol=1e-8, generator=torch.Generator().manual_seed(1))
-        assert torch.allclose(h.logp, r.logp, rtol=0, atol=1e-12) and h.nfe == r.nfe == len(calls)
-        one = likelihood(data.score_fn(sde), sde, x[:1], eps=eps, trace="exact", rtol=1e-6, atol=1e-6)
-        logp_one = one.logp - sde.prior_logp(one.z) + true_prior(one.z)
-        assert logp_one.shape == (1,) and logp_one.item() == pytest.approx(logp[0].item(), abs=1e-5)
 
 
 def test_dequantize_replays_its_uniform_noise():
@@ -282,3 +295,28 @@ def test_torchsde_methods_on_a_noiseless_sde(method, rtol):
     assert torch.allclose(run(method), x_T * math.exp((1 - sde.sampling_eps**2) / 2), rtol=rtol, atol=0)
     if method == "srk":
         assert torch.allclose(run("milstein"), run("euler"), rtol=1e-13, atol=0)
+
+
+# -- the likelihood end to end (the slowest test here, so last) ---------------------------------------------------------
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+def test_likelihood_latent_and_log_density_are_exact(name):
+    """At rtol = atol = 1e-8: z is the exact flow of x from eps to T (to 1e-6 relative), and logp = log p_T(z) +
+    ∫ tr(∂h/∂x) dt equals the closed-form log p_eps(x) to 1e-7 once the true p_T replaces the prior.
+    bpd = −logp/(D log 2) + offset. Rademacher Hutchinson is exact here (∂h/∂x is diagonal for a diagonal Σ)."""
+    sde, eps = SDES[name](), 1e-2
+    data = scoresde.analytic.GaussianMixture([1.0], [[0.5, -1.0, 0.2]], torch.diag(torch.tensor([0.3, 1.2, 0.7], dtype=F64))[None])
+    x = data.sample(3, torch.Generator().manual_seed(0))
+    true_prior = lambda z: data.log_prob(sde, z, torch.ones(len(z), dtype=F64))
+    r = likelihood(data.score_fn(sde), sde, x, eps=eps, trace="exact", rtol=1e-8, atol=1e-8, bpd_offset=1.5)
+    assert torch.allclose(r.z, gaussian_flow(data, sde, x, eps, 1.0), rtol=1e-6, atol=1e-6)
+    logp = r.logp - sde.prior_logp(r.z) + true_prior(r.z)
+    assert torch.allclose(logp, data.log_prob(sde, x, torch.full((3,), eps, dtype=F64)), rtol=0, atol=1e-7)
+    assert torch.allclose(r.bpd, -r.logp / (3 * math.log(2)) + 1.5, rtol=1e-14)
+    if name == "vp":  # nfe counts the score calls; one sample works too
+        calls = []
+        score = lambda x, t: calls.append(1) or data.score_fn(sde)(x, t)
+        h = likelihood(score, sde, x, eps=eps, rtol=1e-8, atol=1e-8, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(h.logp, r.logp, rtol=0, atol=1e-12) and h.nfe == r.nfe == len(calls)
+        one = likelihood(data.score_fn(sde), sde, x[:1], eps=eps, trace="exact", rtol=1e-6, atol=1e-6)
+        logp_one = one.logp - sde.prior_logp(one.z) + true_prior(one.z)
+        assert logp_one.shape == (1,) and logp_one.item() == pytest.approx(logp[0].item(), abs=1e-5)
