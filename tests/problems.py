@@ -18,6 +18,15 @@ def gaussian(dim=16, seed=0):
     return GaussianMixture([1.0], mu[None], (Q * lam) @ Q.T[None])
 
 
+def gaussian_flow(data, sde, x, t0, t1):
+    """The probability-flow ODE map x(t0) → x(t1) for one-Gaussian data: in Σ's eigenbasis each coordinate keeps
+    (y − α_t μ)/√(α_t² λ + σ_t²) constant."""
+    (a0, s0), (a1, s1) = (sde.marginal_coeffs(torch.tensor([t], dtype=torch.float64)) for t in (t0, t1))
+    lam, Q, mu = data.lam[0], data.Q[0], data.means[0]
+    ratio = ((a1**2 * lam + s1**2) / (a0**2 * lam + s0**2)).sqrt()
+    return a1 * mu + ((x - a0 * mu) @ Q * ratio) @ Q.T
+
+
 def mixture_2d():
     """Four well-separated isotropic Gaussians in 2-D with unequal weights."""
     means = [[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]]

@@ -141,8 +141,8 @@ class Sampler:
             self._trajectory = [x] if self.return_trajectory else None
             x = self.integrate(score, sde, x, ts, generator)
             if self.denoise:
-                alpha, sigma = grid_marginals(sde, ts[-1:], self.discrete)
-                x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
+                alpha, sigma = grid_marginals(sde, ts, self.discrete)  # the whole grid decides, as for the moves
+                x = tweedie(score, x, ts[-1], alpha[-1], sigma[-1])
             self._check_state(x, score, ts, len(ts) - 1)
         if self.return_trajectory:
             traj, self._trajectory = torch.stack(self._trajectory + ([x] if self.denoise else [])), None

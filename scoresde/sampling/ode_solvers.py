@@ -105,6 +105,7 @@ def dopri5(func, y0: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, ato
     if not bool(torch.isfinite(f).all()):
         raise _nonfinite_error("dopri5", t0, nfe)
     h = _initial_step(rhs, t0, y0, f, direction, rtol, atol)
+    rejected = False  # as scipy: a step that follows a rejection may not grow
     while direction * (t1 - t) > 1e-12 * max(1.0, abs(t1)):
         if nfe + 6 > max_nfe:  # a step costs 6 evaluations
             raise _budget_error("dopri5", max_nfe, t, t0, t1, rtol, atol)
@@ -128,9 +129,12 @@ def dopri5(func, y0: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, ato
             norm = math.inf  # an overflowing trial step: reject it and shrink
         if norm < 1:
             t, y, f = t + direction * h, y_new, f_new  # accepted: first-same-as-last reuses f_new
-            h *= 10.0 if norm == 0 else min(10.0, 0.9 * norm ** (-1 / 5))
+            factor = 10.0 if norm == 0 else min(10.0, 0.9 * norm ** (-1 / 5))
+            h *= min(1.0, factor) if rejected else factor
+            rejected = False
         else:
             h *= max(0.2, 0.9 * norm ** (-1 / 5))
+            rejected = True
     return y
 
 
