@@ -1,15 +1,18 @@
 """The shared sampler loop: time grid, prior draw, NFE counting, checks, callback, trajectory, denoising.
 
 Every sampler is called the same way:  x, nfe = sampler(score_fn, sde, shape, generator=g, device=None).
-A sampler moves x along `ts` (`steps` times from T down to eps), one `step` per interval, then,
-with denoise=True, returns Tweedie's estimate E[x_0 | x_eps] = (x + σ² ∇log p)/α (one more NFE).
+A sampler moves x along `ts` (`steps` times from T down to eps on its `grid`), one `step` per interval,
+then, with denoise=True, returns Tweedie's estimate E[x_0 | x_eps] = (x + σ² ∇log p)/α (one more NFE).
+The score's declared time convention (`parameterization.time_convention`) picks the marginals α, σ
+the sampler sees: ᾱ(t) for a continuous model, DDPM's ᾱ_i on DDPM's steps for a discrete one.
 """
 from __future__ import annotations
 
 import torch
 
-from .._utils import check_generator, check_positive_int, progress
+from .._utils import SampleSeeds, check_generator, check_positive_int, choice_error, progress
 from ..sde import SDE
+from .grids import GRIDS, for_model, make_grid
 
 
 class CountedScore:
@@ -17,6 +20,7 @@ class CountedScore:
 
     def __init__(self, score_fn):
         self.score_fn, self.nfe = score_fn, 0
+        self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
@@ -34,19 +38,17 @@ def check_finite(x: torch.Tensor, message: str) -> None:
         raise ValueError(message)
 
 
-def uniform_grid(T: float, eps: float, steps: int) -> torch.Tensor:
-    """`steps` times from T down to eps, in float64."""
-    return torch.linspace(T, eps, steps, dtype=torch.float64)
-
-
-def grid_marginals(sde: SDE, ts: torch.Tensor, discrete: bool | None):
-    """α, σ on the grid: DDPM's discrete ᾱ_i when asked (None: when every time is a DDPM step t_i = iT/N)."""
-    on_lattice = hasattr(sde, "discrete_marginal_coeffs") and bool(
-        ((ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6).all())
-    if discrete and not on_lattice:
-        raise ValueError("discrete=True needs a VPSDE and a grid of DDPM steps t_i = i*T/N "
-                         f"(for example steps={getattr(sde, 'N', '?')} with eps=T/N)")
-    return sde.discrete_marginal_coeffs(ts) if (on_lattice if discrete is None else discrete) else sde.marginal_coeffs(ts)
+def noise_source(generator, seeds, batch: int, device):
+    """The sampler's noise: `generator`, or one generator per sample when `seeds` are given."""
+    if seeds is None:
+        check_generator(generator, device)
+        return generator
+    if generator is not None:
+        raise ValueError("give either generator or seeds, not both")
+    noise = SampleSeeds(seeds, device)
+    if len(noise) != batch:
+        raise ValueError(f"seeds must give one seed per sample: {len(noise)} seeds for a batch of {batch}")
+    return noise
 
 
 class Sampler:
@@ -54,11 +56,17 @@ class Sampler:
 
     name = "base"
     stochastic = True  # draws noise during the moves
-    discrete = False  # use DDPM's discrete ᾱ_i (None: when the grid is DDPM's steps); see grid_marginals
+    default_grid = "uniform"  # the grid when none is given (chosen per sampler from measurement)
 
-    def __init__(self, steps: int = 1000, eps: float | None = None, ts=None, denoise: bool = True,
-                 progress: bool = True, callback=None, return_trajectory: bool = False):
+    def __init__(self, steps: int = 1000, eps: float | None = None, ts=None, grid: str | None = None, rho: float = 7.0,
+                 denoise: bool = True, progress: bool = True, callback=None, return_trajectory: bool = False):
         self.steps = check_positive_int(steps, "steps")  # number of grid times, T … eps
+        self.grid = grid or self.default_grid  # uniform, logsnr, karras or quadratic (see grids.py)
+        if self.grid not in GRIDS:
+            raise choice_error("grid", self.grid, GRIDS)
+        if not rho > 0:
+            raise ValueError(f"rho must be > 0, got {rho}")
+        self.rho = float(rho)  # ρ of the Karras grid
         if ts is not None and eps is not None:
             raise ValueError("give either eps or ts, not both: a user grid ts ends at its own eps")
         if eps is not None and not eps > 0:
@@ -73,7 +81,7 @@ class Sampler:
             eps = sde.sampling_eps if self.eps is None else self.eps
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
-            return uniform_grid(sde.T, eps, self.steps)
+            return make_grid(self.grid, sde, sde.T, eps, self.steps, self.rho)
         ts = torch.as_tensor(self.ts, dtype=torch.float64).cpu()
         if ts.ndim != 1 or len(ts) < 1 or not bool((ts.diff() < 0).all()):
             raise ValueError(f"ts must be a 1-D strictly decreasing sequence of times, got {ts.tolist()}")
@@ -109,23 +117,27 @@ class Sampler:
             self._trajectory.append(x)
 
     def __call__(self, score_fn, sde: SDE, shape, generator: torch.Generator | None = None,
-                 device=None, dtype: torch.dtype | None = None):
-        """Draw samples of `shape` = [B, ...]: returns (x, nfe), or (x, nfe, trajectory) if asked."""
+                 device=None, dtype: torch.dtype | None = None, seeds=None):
+        """Draw samples of `shape` = [B, ...]: returns (x, nfe), or (x, nfe, trajectory) if asked.
+
+        seeds: one integer per sample instead of `generator`; sample i then depends on seeds[i] only.
+        """
         if not isinstance(sde, SDE):
             raise ValueError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
         shape = tuple(shape)
         if len(shape) < 2 or any(not isinstance(s, int) or s < 1 for s in shape):
             raise ValueError(f"shape must be [B, ...] with at least 2 positive dims (use [B, 1] for scalars), got {shape}")
         device = torch.device(device if device is not None else (generator.device if generator is not None else "cpu"))
-        check_generator(generator, device)
+        generator = noise_source(generator, seeds, shape[0], device)
         dtype = dtype or torch.get_default_dtype()
-        ts, score = self.time_grid(sde), CountedScore(score_fn)
+        score = CountedScore(score_fn)
+        sde, ts = for_model(sde, self.time_grid(sde), score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [x] if self.return_trajectory else None
             x = self.integrate(score, sde, x, ts, generator)
             if self.denoise:
-                alpha, sigma = grid_marginals(sde, ts[-1:], self.discrete)
+                alpha, sigma = sde.marginal_coeffs(ts[-1:])
                 x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
             check_finite(x, f"{self.name} sampler produced non-finite samples after {score.nfe} score evaluations; "
                             "check that score_fn is finite on the whole time range")

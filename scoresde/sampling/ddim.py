@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .ancestral import posterior_coeffs
 from .._utils import noise_like
-from .base import Sampler, grid_marginals, sqrt_
+from .base import Sampler, sqrt_
 
 
 class DDIMSampler(Sampler):
@@ -15,15 +15,15 @@ class DDIMSampler(Sampler):
 
     name = "ddim"
 
-    def __init__(self, eta: float = 0.0, discrete: bool | None = None, **kwargs):
+    def __init__(self, eta: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
-        self.eta, self.discrete = float(eta), discrete
+        self.eta = float(eta)
         self.stochastic = self.eta > 0
 
     def prepare(self, sde, ts):
-        alpha, sigma = grid_marginals(sde, ts, self.discrete)
+        alpha, sigma = sde.marginal_coeffs(ts)
         alpha_t, sigma_t, alpha_s, sigma_s = alpha[:-1], sigma[:-1], alpha[1:], sigma[1:]
         c = self.eta * sqrt_(posterior_coeffs(alpha_t, sigma_t, alpha_s, sigma_s)[2])
         # x_s = (α_s/α_t) x + B s + c z, with ε̂ = −σ_t s folded into B.
