@@ -11,6 +11,7 @@ from .ancestral import AncestralSampler
 from .base import CountedScore, Sampler, tweedie
 from .ddim import DDIMSampler
 from .dpm_solver import DPMSolverSampler
+from .grids import GRIDS
 from .ode import ODESampler
 from .pc import CORRECTORS, PREDICTORS, PCSampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
@@ -56,4 +57,4 @@ def get_sampler(name: str, **options) -> Sampler:
 
 __all__ = ["SAMPLERS", "get_sampler", "sampler_options", "Sampler", "CountedScore", "tweedie", "AncestralSampler",
            "ReverseDiffusionSampler", "EulerMaruyamaSampler", "PCSampler", "ODESampler", "DDIMSampler",
-           "TorchSDESampler", "DPMSolverSampler", "PREDICTORS", "CORRECTORS"]
+           "TorchSDESampler", "DPMSolverSampler", "GRIDS", "PREDICTORS", "CORRECTORS"]
