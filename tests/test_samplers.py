@@ -25,6 +25,12 @@ CASES = {
     "ddim": ("ddim", dict(steps=100)),
     "ddim_eta1": ("ddim", dict(steps=200, eta=1.0)),
     "dpm_solver_2m": ("dpm_solver", dict(steps=50)),
+    "dpm_solver_3m": ("dpm_solver", dict(steps=50, order=3)),
+    "dpm_solver_sde": ("dpm_solver_sde", dict(steps=100)),
+    "unipc": ("unipc", dict(steps=50)),
+    "deis": ("deis", dict(steps=50, order=3)),
+    "edm": ("edm", dict(steps=50)),
+    "edm_churn": ("edm", dict(steps=100, S_churn=20, S_tmin=0.05, S_tmax=10)),
     "torchsde_euler": ("torchsde", dict(method="euler", steps=200)),
     "torchsde_milstein": ("torchsde", dict(method="milstein", steps=200)),
     "torchsde_srk": ("torchsde", dict(method="srk", steps=40)),
@@ -188,7 +194,8 @@ def test_any_number_of_steps(case, steps):
 
 @pytest.mark.parametrize("case, expected", [
     ("ancestral", 10), ("reverse_diffusion", 10), ("euler_maruyama", 10), ("ddim", 10),
-    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1), ("dpm_solver_2m", 10),
+    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1), ("dpm_solver_2m", 10), ("dpm_solver_3m", 10),
+    ("dpm_solver_sde", 10), ("unipc", 10), ("deis", 10), ("edm", 2 * 9 + 1), ("edm_churn", 2 * 9 + 1),
 ])
 def test_nfe_is_counted(case, expected):
     data, sde = gaussian(dim=4), scoresde.VPSDE()
@@ -233,7 +240,7 @@ def test_nan_and_wrong_shape_scores_raise():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'dpm_solver', 'euler_maruyama'.*got 'euler'"),
+    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'deis', 'dpm_solver', 'dpm_solver_sde', 'edm'.*got 'euler'"),
     (lambda: get_sampler("pc", snr_value=0.1), r"unknown option\(s\) \['snr_value'\] for sampler 'pc'; valid options: \["),
     (lambda: get_sampler("pc", corrector="hmc"), r"corrector must be one of \['annealed_langevin', 'langevin', 'none'\]"),
     (lambda: get_sampler("torchsde:rk4"), r"method must be one of \['euler', 'euler_heun', 'heun', 'midpoint', 'milstein'"),
