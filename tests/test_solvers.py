@@ -253,6 +253,8 @@ def test_bad_grid_and_solver_options():
         get_sampler("edm", S_churn=-1)
     with pytest.raises(ValueError, match="rho must be > 0"):
         get_sampler("edm", rho=0)
+    with pytest.raises(ValueError, match="the torchsde sampler needs a uniform grid"):
+        get_sampler("torchsde", grid="karras")
 
 
 def test_multistep_history_is_local_to_one_call():

@@ -90,8 +90,8 @@ class TorchSDESampler(Sampler):
             raise choice_error("brownian", brownian, BROWNIAN)
         if brownian != "interval" and method in LEVY_METHODS:
             raise ValueError(f"method {method!r} needs brownian='interval' (space-time Lévy area), got {brownian!r}")
-        if self.ts is not None:
-            raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts")
+        if self.ts is not None or self.grid != "uniform":
+            raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts or another grid")
         self.method, self.brownian = method, brownian
 
     def integrate(self, score, sde, x, ts, generator):
