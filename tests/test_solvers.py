@@ -235,8 +235,8 @@ def test_default_grids():
     """The measured defaults documented in the README."""
     defaults = {name: get_sampler(name).grid for name in SAMPLERS}
     assert defaults == {"ancestral": "uniform", "reverse_diffusion": "uniform", "euler_maruyama": "uniform",
-                        "pc": "uniform", "ode": "uniform", "ddim": "uniform", "dpm_solver": "logsnr",
-                        "dpm_solver_sde": "logsnr", "unipc": "logsnr", "deis": "logsnr", "edm": "karras",
+                        "pc": "uniform", "ode": "uniform", "ddim": "uniform", "dpm_solver": "quadratic",
+                        "dpm_solver_sde": "quadratic", "unipc": "logsnr", "deis": "quadratic", "edm": "karras",
                         "torchsde": "uniform"}
 
 

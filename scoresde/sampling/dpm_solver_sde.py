@@ -15,6 +15,7 @@ class DPMSolverSDESampler(ExponentialIntegrator):
     name = "dpm_solver_sde"
     stochastic = True
     max_order = 2
+    default_grid = "quadratic"  # measured in benchmarks/low_nfe.py (logsnr: 3% worse)
 
     def prepare(self, sde, ts):
         c = super().prepare(sde, ts)
