@@ -18,7 +18,8 @@ from ._utils import progress
 
 DEFAULT_SAMPLERS = "ancestral,reverse_diffusion,euler_maruyama,pc,ode,ddim,torchsde:srk"
 KIND = {"ancestral": "discrete", "ddim": "discrete", "reverse_diffusion": "SDE", "euler_maruyama": "SDE",
-        "pc": "SDE + corrector", "torchsde": "SDE", "ode": "ODE"}
+        "pc": "SDE + corrector", "torchsde": "SDE", "ode": "ODE", "dpm_solver": "ODE", "unipc": "ODE", "deis": "ODE",
+        "edm": "ODE", "dpm_solver_sde": "SDE"}
 ADAPTIVE = ("ode", "ode:dopri5", "ode:rk45")  # step budgets do not apply: one row each
 
 
