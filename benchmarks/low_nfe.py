@@ -7,6 +7,8 @@ only the solver and the time grid differ. For each problem and budget the table 
 configuration, scoresde's default, and the ratio of scoresde's best to the best peer (≤ 1: scoresde wins).
 
     python benchmarks/low_nfe.py [--n 20000] [--budgets 5,10,20,50] [--problems gauss16,ring8,gmm8d] [--json FILE]
+    python benchmarks/low_nfe.py --libraries scoresde --budgets 50 --json a.json   # one part of a long run ...
+    python benchmarks/low_nfe.py --tables a.json b.json ...                          # ... and the tables of all parts
 
 Peers are benchmark-only dependencies: `pip install diffusers` and `pip install --no-deps k-diffusion
 torchdiffeq` (only k_diffusion/sampling.py is loaded; a library that does not import is left out).
@@ -226,12 +228,20 @@ def main():
     p.add_argument("--budgets", default="5,10,20,50")
     p.add_argument("--problems", default=",".join(PROBLEMS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--libraries", default="scoresde,diffusers,k-diffusion", help="run only these (to split a long run)")
     p.add_argument("--json", default=None, help="write every configuration's result here")
+    p.add_argument("--tables", nargs="+", default=None, help="print the tables of saved --json files and stop")
     args = p.parse_args()
+    if args.tables:
+        rows = [r for f in args.tables for r in json.loads(Path(f).read_text())]
+        for problem in dict.fromkeys(r["problem"] for r in rows):
+            part = [r for r in rows if r["problem"] == problem]
+            print_table(problem, part[0]["metric"], part, sorted({r["budget"] for r in part}))
+        return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", module="torchsde")  # k-diffusion's float32 Brownian tree ends, harmless here
     budgets = [int(b) for b in args.budgets.split(",")]
-    peers = {}
+    libraries, peers = args.libraries.split(","), {}
     try:
         import diffusers
         peers["diffusers"] = diffusers
@@ -250,23 +260,23 @@ def main():
         z = prior(args.n, data.dim, args.seed)
         floors = torch.tensor([metric(data.sample(args.n, generator=torch.Generator().manual_seed(777 + i))) for i in range(5)])
         floor = f"{floors.mean():.4f} ± {floors.std():.4f}"
-        if "k-diffusion" in peers:
+        if "k-diffusion" in peers and "scoresde" in libraries:
             print(f"{problem} parity: " + "; ".join(parity(peers["k-diffusion"], data, args.seed)))
         for budget in budgets:
             def add(library, config, result):
                 x, nfe = result[:2]
                 rows.append({"problem": problem, "metric": kind, "budget": budget, "library": library, "config": config,
                              "nfe": nfe, "value": metric(x), "floor": floor})
-            for name, options, grid, eps in SCORESDE:
+            for name, options, grid, eps in SCORESDE if "scoresde" in libraries else []:
                 add("scoresde", label(name, options, grid, eps),
                     run_scoresde(data, args.n, budget, name, {**options, "grid": grid}, args.seed, eps=eps))
-            for name in DEFAULTS:
+            for name in DEFAULTS if "scoresde" in libraries else []:
                 add(f"{name}()", f"{name}()", run_scoresde(data, args.n, budget, name, {}, args.seed))
-            if "diffusers" in peers:
+            if "diffusers" in peers and "diffusers" in libraries:
                 for cls_name, options in DIFFUSERS:
                     add("diffusers", label(cls_name.replace("Scheduler", ""), options),
                         run_diffusers(peers["diffusers"], data, z, budget, cls_name, options))
-            if "k-diffusion" in peers:
+            if "k-diffusion" in peers and "k-diffusion" in libraries:
                 for fn, options, grid, eps in KDIFF:
                     add("k-diffusion", label(fn.replace("sample_", ""), options, grid, eps),
                         run_k_diffusion(peers["k-diffusion"], data, z, budget, fn, options, grid, eps, args.seed))
@@ -291,7 +301,7 @@ def print_table(problem, kind, rows, budgets):
         peer = min((best[lib] for lib in ("diffusers", "k-diffusion") if lib in best), key=lambda r: r["value"], default=None)
         cells = [("–" if lib not in best else f"{best[lib]['value']:.4f}" if lib.endswith("()") else
                   f"{best[lib]['value']:.4f} {best[lib]['config']} [{best[lib]['nfe']}]") for lib in libraries]
-        ratio = f"{best['scoresde']['value'] / peer['value']:.2f}" if peer else "–"
+        ratio = f"{best['scoresde']['value'] / peer['value']:.2f}" if peer and "scoresde" in best else "–"
         print(f"| {budget} | {rows[0]['floor']} | " + " | ".join(cells) + f" | {ratio} |")
 
 
