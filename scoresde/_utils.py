@@ -1,9 +1,20 @@
-"""Small helpers shared by every module: broadcasting, validation, progress bars."""
+"""Small helpers shared by every module: broadcasting, validation, progress bars.
+
+The `check_*` validators guard the public entry points. Each raises at once with a message that names
+the argument, the value received and what is accepted. A wrong type raises `ArgumentTypeError`, which
+is both a TypeError and a ValueError, so callers that catch ValueError (the CLI) report it cleanly.
+"""
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable, Sequence
 
 import torch
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a TypeError that `except ValueError` also catches."""
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -14,9 +25,101 @@ def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape(*v.shape, *([1] * extra))
 
 
+def describe(value) -> str:
+    """What an error message says was received: `value!r (type)`, shortened, or a tensor's shape and dtype."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
 def choice_error(arg: str, got, valid: Iterable[str]) -> ValueError:
     """A ValueError naming the argument, what it got and the valid choices."""
     return ValueError(f"{arg} must be one of {sorted(valid)}, got {got!r}")
+
+
+def check_choice(value, name: str, valid: Iterable[str]) -> str:
+    """Return value if it is one of the names in `valid`; anything else (a list, None) fails with the choices."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be one of {sorted(valid)}, got {describe(value)}")
+    if value not in valid:
+        raise choice_error(name, value, valid)
+    return value
+
+
+def _interval(low, high, inclusive, symbol: str | None = None) -> str:
+    """The accepted range as a message says it: "be > 0", "be <= 1" or "lie in (0, T) = (0, 1.0]"."""
+    lo_in, hi_in = inclusive
+    if high is None:
+        return f"be {'>=' if lo_in else '>'} {low}"
+    if low is None:
+        return f"be {'<=' if hi_in else '<'} {high}"
+    return f"lie in {symbol + ' = ' if symbol else ''}{'[' if lo_in else '('}{low}, {high}{']' if hi_in else ')'}"
+
+
+def check_real(value, name: str, low: float | None = None, high: float | None = None,
+               inclusive: tuple[bool, bool] = (True, True), symbol: str | None = None) -> float:
+    """Return value as a float if it is a finite real number within [low, high] (ends per `inclusive`).
+
+    Strings, None, bools and tensors of more than one element raise ArgumentTypeError; NaN, ±inf and
+    values out of range raise ValueError, e.g. "eps must be > 0, got -1". `symbol` names the interval
+    in words ("(0, T)") before its numbers.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a real number, got {describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    lo_in, hi_in = inclusive
+    if (low is not None and (value < low or (value == low and not lo_in))) or \
+            (high is not None and (value > high or (value == high and not hi_in))):
+        raise ValueError(f"{name} must {_interval(low, high, inclusive, symbol)}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return value if it is an integer >= minimum (bools and floats such as 10.0 are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_bool(value, name: str, allow_none: bool = False):
+    """Return value if it is a bool (or None when allowed): the string "False" is not false."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise ArgumentTypeError(f"{name} must be {'True, False or None' if allow_none else 'True or False'}, "
+                                f"got {describe(value)}")
+    return value
+
+
+def check_callable(fn, name: str, signature: str = "") -> None:
+    """Raise unless fn can be called; `signature` says how it will be, e.g. "score_fn(x, t) -> tensor like x"."""
+    if not callable(fn):
+        raise ArgumentTypeError(f"{name} must be callable{' as ' + signature if signature else ''}, got {describe(fn)}")
+
+
+def check_score_fn(score_fn, name: str = "score_fn") -> None:
+    check_callable(score_fn, name, f"{name}(x, t) returning a tensor shaped like x")
+
+
+def check_output(out, x: torch.Tensor, name: str = "score_fn") -> torch.Tensor:
+    """Return out if it is a tensor shaped exactly like x: a [B, 1] output must not broadcast silently."""
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return out
+
+
+def check_like(value, x: torch.Tensor, name: str, like: str = "x") -> torch.Tensor:
+    """Return value if it is a floating-point tensor of x's shape (noise given for x, for example)."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.shape != x.shape:
+        raise ValueError(f"{name} must be a floating-point tensor shaped like {like} {tuple(x.shape)}, "
+                         f"got {describe(value)}")
+    return value
 
 
 def check_time(t: torch.Tensor, T: float, batch: int | None = None, name: str = "t") -> None:
@@ -33,18 +136,83 @@ def check_time(t: torch.Tensor, T: float, batch: int | None = None, name: str = 
                          f"[{t.min().item():.3g}, {t.max().item():.3g}]")
 
 
-def check_batch(x: torch.Tensor, name: str = "x") -> None:
-    """Raise ValueError unless x is a float tensor with a batch dimension."""
+def check_batch(x: torch.Tensor, name: str = "x", finite: bool = False) -> None:
+    """Raise ValueError unless x is a float tensor with a batch dimension (and, if asked, finite)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a floating-point tensor of shape [B, ...] with at least "
-                         f"2 dims (use [B, 1] for scalars), got {shape}")
+                         f"2 dims (use [B, 1] for scalars), got {describe(x)}")
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite, got {describe_nonfinite(x)}")
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def describe_nonfinite(x: torch.Tensor) -> str:
+    """The non-finite entries of x, counted for a message: "3 NaN and 1 inf among 8 values"."""
+    return f"{int(x.isnan().sum())} NaN and {int(x.isinf().sum())} inf among {x.numel()} values"
+
+
+def check_finite(x: torch.Tensor, message: str) -> None:
+    """Raise ValueError(message) if x holds NaN or ±inf (one host synchronisation)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(message)
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
+    """Return shape as a tuple if it is a sequence [B, ...] of at least 2 positive ints."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise ArgumentTypeError(f"{name} must be a sequence of ints [B, ...] such as (64, 2), got {describe(shape)}")
+    dims = tuple(shape)
+    if len(dims) < 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in dims):
+        raise ValueError(f"{name} must be [B, ...] with at least 2 positive dims (use [B, 1] for scalars), got {dims}")
+    return tuple(int(s) for s in dims)
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """Parse device into a torch.device that exists on this machine ("cpu", "cuda", "cuda:1", ...)."""
+    if not isinstance(device, (str, torch.device)):
+        raise ArgumentTypeError(f"{name} must be a torch.device or a string such as 'cpu' or 'cuda', "
+                                f"got {describe(device)}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={str(device)!r} but CUDA is not available on this machine; use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={str(device)!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={str(device)!r} but MPS is not available on this machine; use 'cpu'")
+    return dev
+
+
+def check_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """Return dtype (None: torch's default) if it is a floating-point torch.dtype."""
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ArgumentTypeError(f"{name} must be a floating-point torch.dtype such as torch.float32 or "
+                                f"torch.float64, got {describe(dtype)}")
+    return dtype
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device | None = None) -> None:
+    """Raise unless generator is None or a torch.Generator on the type of `device` (when given)."""
+    if generator is None:
+        return
+    if not isinstance(generator, (torch.Generator, SampleSeeds)):  # SampleSeeds: a sampler's per-sample seeds
+        raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {describe(generator)}; "
+                                "create one with torch.Generator(device).manual_seed(seed)")
+    if device is not None and torch.device(generator.device).type != torch.device(device).type:
+        raise ValueError(f"generator lives on {generator.device} but sampling runs on {device}; "
+                         f"create it with torch.Generator(device={str(device)!r})")
+
+
+def resolve_device(device, generator: torch.Generator | None) -> torch.device:
+    """The device to draw on (default: the generator's, else the CPU), checked against the generator."""
+    check_generator(generator)
+    device = check_device(device if device is not None else generator.device if generator is not None else "cpu")
+    check_generator(generator, device)
+    return device
 
 
 class SampleSeeds:
@@ -77,12 +245,6 @@ def randn(shape: Sequence[int], generator: torch.Generator | SampleSeeds | None,
 def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped, placed and typed like x."""
     return randn(x.shape, generator, x.device, x.dtype)
-
-
-def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
-        raise ValueError(f"generator lives on {generator.device} but sampling runs on {device}; "
-                         f"create it with torch.Generator(device={str(device)!r})")
 
 
 def progress(iterable, enabled: bool, desc: str = "", total: int | None = None):

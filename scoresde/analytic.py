@@ -9,15 +9,37 @@ import math
 
 import torch
 
+from ._utils import ArgumentTypeError, check_device, check_dtype, check_generator, check_positive_int, describe
+
+
+def _float64(value, name: str, shape: str) -> torch.Tensor:
+    try:
+        out = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"{name} must be numbers of shape {shape}, got {describe(value)}") from None
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name} must be finite, got {out.tolist()}")
+    return out
+
 
 class GaussianMixture:
     """Data distribution Σ_k w_k N(μ_k, Σ_k) in D dimensions, with exact scores under any linear SDE."""
 
     def __init__(self, weights, means, covs):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        self.means = torch.as_tensor(means, dtype=torch.float64)  # [K, D]
-        covs = torch.as_tensor(covs, dtype=torch.float64)  # [K, D, D]
+        self.weights = _float64(weights, "weights", "[K]")
+        self.means = _float64(means, "means", "[K, D]")  # [K, D]
+        covs = _float64(covs, "covs", "[K, D, D]")  # [K, D, D]
+        K = len(self.weights) if self.weights.ndim == 1 else -1
+        if K < 1 or self.means.ndim != 2 or len(self.means) != K or covs.shape != (K, *self.means.shape[1:] * 2):
+            raise ValueError(f"weights, means and covs must have shapes [K], [K, D] and [K, D, D], got "
+                             f"{tuple(self.weights.shape)}, {tuple(self.means.shape)} and {tuple(covs.shape)}")
+        if not bool((self.weights > 0).all()) or abs(self.weights.sum().item() - 1) > 1e-6:
+            raise ValueError(f"weights must be > 0 and sum to 1, got {self.weights.tolist()}")
+        if not torch.allclose(covs, covs.transpose(1, 2)):
+            raise ValueError("covs must be symmetric matrices")
         self.lam, self.Q = torch.linalg.eigh(covs)  # Σ_k = Q diag(λ) Qᵀ
+        if not bool((self.lam > 0).all()):
+            raise ValueError(f"covs must be positive definite, got eigenvalues down to {self.lam.min().item():.3g}")
         self.covs = covs
         self.dim = self.means.shape[1]
 
@@ -28,6 +50,9 @@ class GaussianMixture:
 
     def _components(self, x, alpha, sigma):
         """Per component: log w_k N(x; α μ_k, α² Σ_k + σ² I) [B, K] and C_k⁻¹(x − α μ_k) [B, K, D]."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have D = {self.dim} values per sample, shape [B, {self.dim}] (or [B, ...] "
+                             f"through score_fn), got {describe(x)}")
         w, mu, lam, Q, alpha = self._params(x, alpha)
         sigma = sigma.to(x.device, x.dtype)
         var = alpha[:, None, None] ** 2 * lam[None] + sigma[:, None, None] ** 2  # [B, K, D] eigenvalues of C_k
@@ -58,6 +83,9 @@ class GaussianMixture:
         return lambda x, t: self.score(sde, x.flatten(1), t).reshape(x.shape)
 
     def sample(self, n, generator=None, device="cpu", dtype=torch.float64):
+        check_positive_int(n, "n")
+        check_generator(generator, "cpu")  # the draws are made on the CPU, then moved
+        device, dtype = check_device(device), check_dtype(dtype)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator).to(device)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64).to(device, dtype)
         Q, lam, mu = self.Q.to(device, dtype), self.lam.to(device, dtype), self.means.to(device, dtype)

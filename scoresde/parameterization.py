@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from ._utils import append_dims, choice_error
-from .sde import SDE
+from ._utils import append_dims, check_bool, check_callable, check_choice
+from .sde import SDE, check_sde
 
 
 def eps_to_score(eps, x, alpha, sigma):
@@ -53,8 +53,7 @@ PARAMETERIZATIONS = {
 def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, target: str) -> torch.Tensor:
     """Convert a prediction between parameterisations; alpha, sigma are per-sample tensors [B]."""
     for name in (source, target):
-        if name not in PARAMETERIZATIONS:
-            raise choice_error("parameterization", name, PARAMETERIZATIONS)
+        check_choice(name, "parameterization", PARAMETERIZATIONS)
     a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
     eps = PARAMETERIZATIONS[source][0](value, x, a, s)
     return PARAMETERIZATIONS[target][1](eps, x, a, s)
@@ -69,8 +68,10 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
     The choice is declared on the result as `score_fn.continuous`; samplers read it (`time_convention`).
     """
-    if parameterization not in PARAMETERIZATIONS:
-        raise choice_error("parameterization", parameterization, PARAMETERIZATIONS)
+    check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
+    check_sde(sde)
+    check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    check_bool(continuous, "continuous")
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
@@ -79,8 +80,8 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             label, (alpha, sigma) = t, sde.marginal_coeffs(t)
         else:
             label = sde.timestep(t)
-            abar = sde.alphas_cumprod.to(x.device)[label].to(x.dtype)
-            alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+            abar = sde.alphas_cumprod.to(x.device)[label]  # float64: in float32, 1 − ᾱ loses digits near t = 0
+            alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         return convert(model(x, label), x, alpha, sigma, parameterization, "score")
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous

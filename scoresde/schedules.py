@@ -9,15 +9,15 @@ import math
 
 import torch
 
-from ._utils import choice_error
+from ._utils import check_choice, check_positive_int, check_real
 
 
 class LinearSchedule:
     """β(t) = β_min + t (β_max − β_min) on [0, 1] (Song et al. 2021, Eq. 33; Ho et al. 2020)."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        if not beta_min >= 0:
-            raise ValueError(f"beta_min must be >= 0, got {beta_min}")
+        check_real(beta_min, "beta_min", low=0)
+        check_real(beta_max, "beta_max")
         if not beta_max > beta_min:
             raise ValueError(f"beta_max must be greater than beta_min, got beta_min={beta_min}, beta_max={beta_max}")
         self.beta_min = float(beta_min)  # β(0)
@@ -46,10 +46,9 @@ class CosineSchedule:
     """
 
     def __init__(self, s: float = 0.008, max_beta: float = 0.999, N: int = 1000):
-        if not s > 0:
-            raise ValueError(f"s (the cosine offset) must be > 0, got {s}")
-        if not 0 < max_beta < 1:
-            raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
+        check_real(s, "s (the cosine offset)", low=0, inclusive=(False, True))
+        check_real(max_beta, "max_beta", 0, 1, inclusive=(False, False))
+        check_positive_int(N, "N")
         self.s = float(s)  # small offset that keeps β(0) away from 0
         self.beta_clip = -N * math.log1p(-max_beta)  # continuous-time clip of β(t)
         tan_clip = self.beta_clip * (1 + self.s) / math.pi
@@ -74,19 +73,58 @@ class CosineSchedule:
         return -torch.expm1(-(self.integral(t[1:]) - self.integral(t[:-1])))
 
 
+class DiscreteSchedule:
+    """Any DDPM beta array β_1…β_N as a piecewise-constant β(t) = −N log(1 − β_i) on ((i−1)/N, i/N].
+
+    Then ∫₀^{i/N} β = −Σ_{j≤i} log(1 − β_j), so ᾱ(i/N) equals DDPM's ᾱ_i = Π_{j≤i}(1 − β_j) exactly
+    (Ho et al. 2020, Eq. 4), for schedules with no closed form (scaled linear, learned or trained betas).
+    """
+
+    def __init__(self, betas):
+        betas = torch.as_tensor(betas, dtype=torch.float64).cpu()
+        if betas.ndim != 1 or len(betas) < 1:
+            raise ValueError(f"betas must be a 1-D sequence of DDPM betas, got shape {tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError(f"every beta must lie in (0, 1), got values in [{betas.min().item():.3g}, "
+                             f"{betas.max().item():.3g}]")
+        self.N = len(betas)  # number of DDPM steps
+        self.betas = betas  # DDPM β_i, float64
+        self.step_integral = -torch.log1p(-betas)  # ∫β over step i: −log(1 − β_i)
+        self.cumulative = torch.cat([betas.new_zeros(1), self.step_integral.cumsum(0)])  # ∫₀^{i/N} β, i = 0…N
+
+    def _step(self, t: torch.Tensor) -> torch.Tensor:
+        """0-based index i − 1 of the DDPM step i whose interval ((i−1)/N, i/N] holds t (the first also holds 0)."""
+        return (torch.ceil(t * self.N).long() - 1).clamp(0, self.N - 1)
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return (self.N * self.step_integral).to(t.device, t.dtype)[self._step(t)]
+
+    def integral(self, t: torch.Tensor) -> torch.Tensor:
+        """∫₀ᵗ β: the whole steps before t plus the part of t's own step."""
+        k = self._step(t)
+        head, rate = self.cumulative.to(t.device, t.dtype)[k], self.step_integral.to(t.device, t.dtype)[k]
+        return head + (t * self.N - k) * rate
+
+    def discrete_betas(self, N: int) -> torch.Tensor:
+        """The betas it was built from; N must be their number."""
+        if N != self.N:
+            raise ValueError(f"this schedule holds {self.N} betas, so the SDE needs N={self.N}, got N={N}")
+        return self.betas.clone()
+
+
 SCHEDULES = {"linear": LinearSchedule, "cosine": CosineSchedule}
 
 
 def get_schedule(schedule, beta_min: float, beta_max: float, N: int):
     """Return a schedule object from a name in SCHEDULES, or pass a schedule object through."""
-    if not isinstance(schedule, str):
+    if schedule is not None and not isinstance(schedule, str):
         missing = [m for m in ("beta", "integral") if not callable(getattr(schedule, m, None))]
         if missing:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)} or an object with beta(t) and "
                              f"integral(t) methods; {type(schedule).__name__} lacks {missing}")
         return schedule
-    if schedule == "linear":
-        return LinearSchedule(beta_min, beta_max)
-    if schedule == "cosine":
+    if check_choice(schedule, "schedule", SCHEDULES) == "cosine":
+        check_real(beta_min, "beta_min")  # unused by the cosine schedule, but still checked
+        check_real(beta_max, "beta_max")
         return CosineSchedule(N=N)
-    raise choice_error("schedule", schedule, SCHEDULES)
+    return LinearSchedule(beta_min, beta_max)

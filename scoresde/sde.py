@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from ._utils import append_dims, check_batch, check_positive_int, check_time, randn
+from ._utils import (ArgumentTypeError, append_dims, check_batch, check_bool, check_dtype, check_positive_int,
+                     check_real, check_score_fn, check_shape, check_time, describe, randn, resolve_device)
 from .schedules import get_schedule
 
 
@@ -39,9 +40,7 @@ class SDE(abc.ABC):
 
     def __init__(self, N: int = 1000, T: float = 1.0):
         self.N = check_positive_int(N, "N")  # number of discretisation steps
-        if not T > 0:
-            raise ValueError(f"T must be > 0, got {T}")
-        self.T = float(T)
+        self.T = check_real(T, "T", low=0, inclusive=(False, True))  # time horizon
 
     # -- what a subclass supplies ---------------------------------------------------------------
     @abc.abstractmethod
@@ -72,13 +71,14 @@ class SDE(abc.ABC):
     def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None):
         """f, G of the exact step x_t = x_{t−dt} + f + G z over [t − dt, t]; dt defaults to T/N."""
         self._check(x, t)
-        dt = self.T / self.N if dt is None else dt
+        dt = self.T / self.N if dt is None else check_real(dt, "dt", 0, self.T, (False, True), symbol="(0, T]")
         a, v = self.transition_coeffs(t, (t - dt).clamp(min=0))
         return append_dims(a - 1, x.ndim) * x, v.sqrt()
 
     def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> torch.Tensor:
-        """Draw x_T ~ N(0, prior_std² I)."""
-        return self.prior_std * randn(shape, generator, device, dtype or torch.get_default_dtype())
+        """Draw x_T ~ N(0, prior_std² I); device defaults to the generator's, else the CPU."""
+        device = resolve_device(device, generator)
+        return self.prior_std * randn(check_shape(shape), generator, device, check_dtype(dtype))
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, prior_std² I) per sample, shape [B]."""
@@ -100,10 +100,25 @@ class SDE(abc.ABC):
         check_time(t, self.T, batch=x.shape[0])
 
 
+SDE_INTERFACE = ("T", "N", "coefficients", "marginal_coeffs", "marginal_prob", "prior_sampling", "prior_logp")
+
+
+def check_sde(sde, name: str = "sde") -> "SDE":
+    """Return sde if it is a scoresde.SDE, or a wrapper with the same interface (duck typing)."""
+    missing = [] if isinstance(sde, SDE) else [m for m in SDE_INTERFACE if not hasattr(sde, m)]
+    if missing:
+        lacks = f", which lacks {missing}" if len(missing) < len(SDE_INTERFACE) else ""
+        raise ArgumentTypeError(f"{name} must be a scoresde.SDE such as scoresde.VPSDE(), got {describe(sde)}{lacks}")
+    return sde
+
+
 class ReverseSDE:
     """dx = [f(t) x − c g(t)² ∇log p_t(x)] dt + g(t) dw̄, with c = 1 (SDE) or ½ and no noise (ODE)."""
 
     def __init__(self, sde: SDE, score_fn, probability_flow: bool = False):
+        check_sde(sde)
+        check_score_fn(score_fn)
+        check_bool(probability_flow, "probability_flow")
         self.forward_sde, self.score_fn, self.probability_flow = sde, score_fn, probability_flow
         self.T, self.N = sde.T, sde.N
         self._c = 0.5 if probability_flow else 1.0
@@ -186,8 +201,8 @@ class VESDE(SDE):
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         super().__init__(N=N, T=1.0)
-        if not sigma_min > 0:
-            raise ValueError(f"sigma_min must be > 0, got {sigma_min}")
+        check_real(sigma_min, "sigma_min", low=0, inclusive=(False, True))
+        check_real(sigma_max, "sigma_max")
         if not sigma_max > sigma_min:
             raise ValueError(f"sigma_max must be greater than sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)

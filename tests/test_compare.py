@@ -13,7 +13,8 @@ from test_training import ROOT, TINY, run_cli
 
 def args_for(workdir, **kw):
     base = dict(workdir=str(workdir), samplers="ancestral,ode:heun,ode", steps="3,5", n=300, batch_size=150, seed=0,
-                device="cpu", out=None, features="classifier", inception_path=None, classifier_steps=30, bpd_n=0)
+                device="cpu", out=None, features="classifier", inception_path=None, classifier_steps=30, bpd_n=0,
+                option=[])
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -31,17 +32,67 @@ def test_compare_writes_every_report_and_resumes(toy_run, capsys):
     out = toy_run / "compare"
     for name in ("results.jsonl", "results.csv", "results.json", "results.md", "quality_vs_nfe.png", "best_samples.png"):
         assert (out / name).exists(), name
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    result = json.loads((out / "results.json").read_text())
+    rows = result["rows"]
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [
-        ("ancestral", 3, 3), ("ancestral", 5, 5), ("ode:heun", 3, 5), ("ode:heun", 5, 9), ("ode", 0, rows[4]["nfe"])]
-    assert all(r["sliced_wasserstein"] > 0 and r["seconds"] > 0 and r["kind"] for r in rows)
-    assert "bits_per_dim" in json.loads((out / "results.json").read_text())
-    assert "| ode:heun | ODE | 3 | 5 |" in (out / "results.md").read_text()
+        ("ancestral", 3, 3), ("ancestral", 5, 5), ("ode:heun", 3, 5), ("ode:heun", 5, 9),
+        ("ode", "adaptive", rows[4]["nfe"])]
+    assert all(r["sliced_wasserstein_se"] > 0 and r["mmd_se"] > 0 and r["kind"] in ("discrete", "ODE") for r in rows)
+    floor = result["noise_floor"]
+    assert floor["n_floor"] == 300 and 0 < floor["sliced_wasserstein"] < min(r["sliced_wasserstein"] for r in rows)
+    assert "bits_per_dim" in result and result["step"] == 30
+    md = (out / "results.md").read_text()
+    assert "| ode:heun | ODE | 3 | 5 |" in md and "| ode | ODE | adaptive |" in md and "noise floor: 300 real samples" in md
+    assert ",adaptive," in (out / "results.csv").read_text()
     capsys.readouterr()
     compare.run(args_for(toy_run, samplers="ancestral,ddim", steps="3"))  # ancestral 3 is reused, ddim is new
     text = capsys.readouterr().out
     assert "1 already done" in text
-    assert len((out / "results.jsonl").read_text().splitlines()) == 6
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1 + 5 + 1  # floor, 5 rows, ddim
+
+
+@pytest.mark.parametrize("change", [dict(seed=1), dict(n=200), dict(batch_size=100), dict(option=["eta=0.5"])])
+def test_a_stored_row_is_not_reused_when_what_determines_it_changed(toy_run, tmp_path, capsys, change, monkeypatch):
+    monkeypatch.setattr(compare, "_plots", lambda *args: [])  # plots are tested above; this is about the rows
+    out = tmp_path / "cmp"
+    compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out)))
+    first = json.loads((out / "results.json").read_text())["rows"][0]
+    capsys.readouterr()
+    compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out), **change))
+    assert "0 already done" in capsys.readouterr().out
+    second = json.loads((out / "results.json").read_text())["rows"][0]
+    assert second["sliced_wasserstein"] != first["sliced_wasserstein"]
+
+
+def test_a_stored_row_is_not_reused_after_more_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(compare, "_plots", lambda *args: [])
+    config = apply_overrides(load_config(str(ROOT / "configs/vp/toy.py")), TINY)
+    config.training.update(device="cpu", n_iters=10)
+    Trainer(config, tmp_path, progress_bar=False).train()
+    compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
+    config.training.n_iters = 12
+    Trainer(config, tmp_path, progress_bar=False).train()
+    capsys.readouterr()
+    compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
+    assert "0 already done" in capsys.readouterr().out
+    assert json.loads((tmp_path / "compare" / "results.json").read_text())["step"] == 12
+
+
+def test_every_registered_sampler_runs_under_compare(toy_run, tmp_path):
+    from scoresde.sampling import SAMPLERS
+
+    compare.run(args_for(toy_run, samplers=",".join(SAMPLERS), steps="3", n=64, batch_size=64, out=str(tmp_path)))
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["sampler"] for r in rows] == list(SAMPLERS)
+    assert all(r["kind"] in ("discrete", "SDE", "SDE + corrector", "ODE") for r in rows)
+
+
+def test_best_budget_prefers_the_most_converged_of_the_statistically_tied_rows():
+    rows = [{"sampler": "a", "nfe": 10, "m": 0.30, "m_se": 0.01}, {"sampler": "a", "nfe": 20, "m": 0.20, "m_se": 0.01},
+            {"sampler": "a", "nfe": 50, "m": 0.21, "m_se": 0.01}, {"sampler": "a", "nfe": 100, "m": 0.225, "m_se": 0.01},
+            {"sampler": "a", "nfe": 1000, "m": 0.26, "m_se": 0.01}]
+    # 0.21 and 0.225 lie within 2·√2·0.01 = 0.028 of 0.20; 0.26 does not: the best is the 100-NFE row.
+    assert compare.best_rows(rows, "m")["a"]["nfe"] == 100
 
 
 def test_compare_cli_rejects_unknown_sampler(toy_run):
@@ -56,8 +107,10 @@ def test_compare_on_images_uses_classifier_features(tmp_path):
     config.data.n_eval = 64
     Trainer(config, tmp_path, progress_bar=False).train()
     compare.run(args_for(tmp_path, samplers="ddim", steps="2", n=64, batch_size=64))
-    row = json.loads((tmp_path / "compare" / "results.json").read_text())["rows"][0]
-    assert row["frechet_distance"] > 0 and "kid" in row
+    result = json.loads((tmp_path / "compare" / "results.json").read_text())
+    row = result["rows"][0]
+    assert row["frechet_distance"] > result["noise_floor"]["frechet_distance"] > 0
+    assert row["frechet_distance_se"] > 0 and "kid" in row and "kid_se" in row
     assert (tmp_path / "feature_classifier.pt").exists()
 
 

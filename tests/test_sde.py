@@ -186,3 +186,26 @@ def test_user_schedule_and_sde():
     assert torch.allclose(std, torch.tensor([1.0, 2.0]))
     with pytest.raises(ValueError, match="integral"):
         scoresde.VPSDE(schedule=object())
+
+
+def test_discrete_schedule_round_trips_any_ddpm_betas(device):
+    """β(t) = −N log(1 − β_i) on ((i−1)/N, i/N]: discrete_betas round-trips and ᾱ(i/N) is DDPM's ᾱ_i."""
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=F64) ** 2  # Stable Diffusion's scaled linear
+    sde = scoresde.VPSDE(N=1000, schedule=scoresde.DiscreteSchedule(betas))
+    assert torch.equal(sde.discrete_betas, betas)
+    t = torch.arange(1, 1001, dtype=F64, device=device) / 1000
+    alpha, _ = sde.marginal_coeffs(t)
+    assert torch.allclose(alpha**2, torch.cumprod(1 - betas, 0).to(device), rtol=1e-13, atol=0)
+    assert torch.allclose(sde.schedule.beta(t), -1000 * torch.log1p(-betas).to(device), rtol=1e-13)
+    s = torch.tensor([0.0, 0.25, 0.5005, 0.9999], dtype=F64, device=device, requires_grad=True)
+    (d,) = torch.autograd.grad(sde.schedule.integral(s).sum(), s)  # away from the knots β = d∫β/dt
+    assert torch.allclose(d, sde.schedule.beta(s), rtol=1e-12)
+
+
+def test_discrete_schedule_rejects_bad_betas():
+    with pytest.raises(ValueError, match=r"needs N=3, got N=1000"):
+        scoresde.VPSDE(schedule=scoresde.DiscreteSchedule([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match=r"every beta must lie in \(0, 1\)"):
+        scoresde.DiscreteSchedule([0.1, 1.0])
+    with pytest.raises(ValueError, match="1-D"):
+        scoresde.DiscreteSchedule([[0.1, 0.2]])

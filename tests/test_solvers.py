@@ -249,7 +249,7 @@ def test_bad_grid_and_solver_options():
         get_sampler("dpm_solver_sde", order=3)
     with pytest.raises(ValueError, match=r"variant must be one of \['bh1', 'bh2'\]"):
         get_sampler("unipc", variant="bh3")
-    with pytest.raises(ValueError, match="need S_churn >= 0"):
+    with pytest.raises(ValueError, match="S_churn must be >= 0"):
         get_sampler("edm", S_churn=-1)
     with pytest.raises(ValueError, match="rho must be > 0"):
         get_sampler("edm", rho=0)

@@ -1,10 +1,12 @@
 """Training and held-out data. Every batch is a pure function of (seed, step), so resumed runs repeat exactly."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
-from .._utils import choice_error
+from .._utils import ArgumentTypeError, check_bool, check_choice, check_positive_int, describe
 from .images import IMAGE_DATASETS
 from .toy import TOY
 
@@ -13,6 +15,8 @@ DATASETS = sorted(TOY) + sorted(IMAGE_DATASETS)
 
 def stream_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded from (seed, *keys) through numpy's SeedSequence: independent streams."""
+    for i, key in enumerate((seed, *keys)):
+        check_positive_int(key, "seed" if i == 0 else "step", minimum=0)
     state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
@@ -23,10 +27,12 @@ class ToyData:
     is_image = False
 
     def __init__(self, name: str, n_eval: int = 2000, seed: int = 0):
+        check_choice(name, "name", TOY)
         self.name, self.sample_fn, self.shape = name, TOY[name], (2,)
         self.eval_data = self.sample_fn(n_eval, stream_generator(seed, 1 << 20))  # never overlaps training streams
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        check_positive_int(batch_size, "batch_size")
         return self.sample_fn(batch_size, stream_generator(seed, step))
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +45,14 @@ class ImageData:
     is_image = True
 
     def __init__(self, images: torch.Tensor, eval_images: torch.Tensor, centered: bool = True, random_flip: bool = False):
+        for name, u in (("images", images), ("eval_images", eval_images)):
+            if not isinstance(u, torch.Tensor) or u.dtype != torch.uint8 or u.ndim != 4 or len(u) == 0:
+                raise ValueError(f"{name} must be a non-empty uint8 tensor [N, C, H, W], got {describe(u)}")
+        if eval_images.shape[1:] != images.shape[1:]:
+            raise ValueError(f"eval_images must have the images' shape {tuple(images.shape[1:])} per sample, "
+                             f"got {tuple(eval_images.shape[1:])}")
+        check_bool(centered, "centered")
+        check_bool(random_flip, "random_flip")
         self.images, self.centered, self.random_flip = images, centered, random_flip
         self.shape = tuple(images.shape[1:])
         self.eval_data = self.scale(eval_images)
@@ -52,6 +66,8 @@ class ImageData:
         return ((x + 1) / 2 if self.centered else x).clamp(0, 1)
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        check_positive_int(batch_size, "batch_size")
+        check_positive_int(step, "step", minimum=0)
         per_epoch = len(self.images) // batch_size
         if per_epoch == 0:
             raise ValueError(f"training.batch_size={batch_size} exceeds the data set's {len(self.images)} images")
@@ -67,10 +83,16 @@ class ImageData:
 def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: bool = True,
                random_flip: bool = False, n_eval: int = 2000, seed: int = 0):
     """A ToyData or ImageData by name (see DATASETS)."""
+    check_choice(dataset, "config.data.dataset", DATASETS)
+    if not isinstance(root, (str, os.PathLike)):
+        raise ArgumentTypeError(f"root must be a folder path, got {describe(root)}")
+    check_positive_int(image_size, "image_size", minimum=0)
+    check_bool(centered, "centered")
+    check_bool(random_flip, "random_flip")
+    check_positive_int(n_eval, "n_eval")
+    check_positive_int(seed, "seed", minimum=0)
     if dataset in TOY:
         return ToyData(dataset, n_eval=n_eval, seed=seed)
-    if dataset not in IMAGE_DATASETS:
-        raise choice_error("config.data.dataset", dataset, DATASETS)
     train, _ = IMAGE_DATASETS[dataset](root, "train")
     test, _ = IMAGE_DATASETS[dataset](root, "test") if dataset != "image_folder" else (train[-n_eval:], None)
     if image_size and train.shape[-1] != image_size:

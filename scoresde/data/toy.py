@@ -1,11 +1,25 @@
 """2-D toy distributions generated in code: checkerboard, swiss roll, eight Gaussians, two moons."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
+from .._utils import check_generator, check_positive_int
 
+
+def _checked(sample):
+    """Validate the (n, generator) every toy sampler takes: n >= 1, a CPU generator or None."""
+    @functools.wraps(sample)
+    def wrapper(n: int, generator=None) -> torch.Tensor:
+        check_positive_int(n, "n")
+        check_generator(generator, "cpu")
+        return sample(n, generator)
+    return wrapper
+
+
+@_checked
 def checkerboard(n: int, generator=None) -> torch.Tensor:
     """Uniform on the black squares of a 4×4 board over [−2, 2]² (Grathwohl et al. 2019)."""
     x1 = torch.rand(n, generator=generator) * 4 - 2
@@ -14,6 +28,7 @@ def checkerboard(n: int, generator=None) -> torch.Tensor:
     return torch.stack([x1, x2], 1) * 1.0
 
 
+@_checked
 def swiss_roll(n: int, generator=None) -> torch.Tensor:
     """The 2-D swiss roll, scaled to about [−2, 2]², with noise 0.05."""
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
@@ -21,6 +36,7 @@ def swiss_roll(n: int, generator=None) -> torch.Tensor:
     return x + 0.05 * torch.randn(n, 2, generator=generator)
 
 
+@_checked
 def eight_gaussians(n: int, generator=None) -> torch.Tensor:
     """Eight Gaussians of std 0.1 on a circle of radius 2."""
     k = torch.randint(0, 8, (n,), generator=generator).float()
@@ -28,6 +44,7 @@ def eight_gaussians(n: int, generator=None) -> torch.Tensor:
     return centers + 0.1 * torch.randn(n, 2, generator=generator)
 
 
+@_checked
 def moons(n: int, generator=None) -> torch.Tensor:
     """Two interleaving half circles with noise 0.05, centred."""
     t = math.pi * torch.rand(n, generator=generator)

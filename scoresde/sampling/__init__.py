@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from .._utils import choice_error
+from .._utils import ArgumentTypeError, choice_error, describe
 from .ancestral import AncestralSampler
 from .base import CountedScore, Sampler, tweedie
 from .ddim import DDIMSampler
@@ -49,6 +49,9 @@ def sampler_options(cls) -> list[str]:
 
 def get_sampler(name: str, **options) -> Sampler:
     """Build a sampler by name; "torchsde:srk" or "ode:heun" sets `method`. Unknown names and options fail."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"sampler name must be a string, one of {sorted(SAMPLERS)} (or 'ode:heun' and the "
+                                f"like), got {describe(name)}")
     base, _, method = name.partition(":")
     if base not in SAMPLERS:
         raise choice_error("sampler name", name, SAMPLERS)

@@ -9,7 +9,7 @@ continuous model, DDPM's ᾱ_i for a discrete one), so β never reaches 1 and an
 """
 from __future__ import annotations
 
-from .._utils import choice_error, noise_like
+from .._utils import check_choice, noise_like
 from ..sde import transition_from_marginals
 from .base import Sampler, sqrt_
 
@@ -26,12 +26,11 @@ class AncestralSampler(Sampler):
     """DDPM Algorithm 2; with a discrete-time score on VPSDE and steps = N it is DDPM exactly."""
 
     name = "ancestral"
+    kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, variance: str = "beta_tilde", **kwargs):
         super().__init__(**kwargs)
-        if variance not in VARIANCES:
-            raise choice_error("variance", variance, VARIANCES)
-        self.variance = variance  # σ_t² = β̃_t (posterior) or β_t
+        self.variance = check_choice(variance, "variance", VARIANCES)  # σ_t² = β̃_t (posterior) or β_t
 
     def prepare(self, sde, ts):
         alpha, sigma = sde.marginal_coeffs(ts)

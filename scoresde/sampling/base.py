@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import SampleSeeds, check_generator, check_positive_int, choice_error, progress
-from ..sde import SDE
+from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable, check_choice, check_dtype,
+                      check_finite, check_output, check_positive_int, check_real, check_score_fn, check_shape, describe,
+                      progress, resolve_device)
+from ..sde import SDE, check_sde
 from .grids import GRIDS, for_model, make_grid
+
+CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
 
 
 class CountedScore:
@@ -23,25 +27,24 @@ class CountedScore:
         self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        try:
+            out = self.score_fn(x, t)
+        except Exception as e:  # say what the model was given, keeping its own error
+            if self.nfe == 0 and hasattr(e, "add_note"):
+                e.add_note(f"scoresde: score_fn failed on its first call, given x: {describe(x)} on {x.device} and "
+                           f"t: {describe(t)}; check that the model expects data of this shape")
+            raise
         self.nfe += 1
-        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"score_fn must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+        check_output(out, x)
         if self.nfe == 1:
             check_finite(out, "score_fn returned non-finite values on its first call")
         return out
 
 
-def check_finite(x: torch.Tensor, message: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(message)
-
-
 def noise_source(generator, seeds, batch: int, device):
     """The sampler's noise: `generator`, or one generator per sample when `seeds` are given."""
     if seeds is None:
-        check_generator(generator, device)
         return generator
     if generator is not None:
         raise ValueError("give either generator or seeds, not both")
@@ -55,25 +58,31 @@ class Sampler:
     """Base class: subclasses implement `prepare` (precompute per-step coefficients) and `step`."""
 
     name = "base"
+    kind = "?"  # family shown by `scoresde compare`: discrete, SDE, SDE + corrector or ODE
     stochastic = True  # draws noise during the moves
+    adaptive = False  # True when the solver picks its own steps (then `steps` does not apply)
     default_grid = "uniform"  # the grid when none is given (chosen per sampler from measurement)
 
-    def __init__(self, steps: int = 1000, eps: float | None = None, ts=None, grid: str | None = None, rho: float = 7.0,
-                 denoise: bool = True, progress: bool = True, callback=None, return_trajectory: bool = False):
-        self.steps = check_positive_int(steps, "steps")  # number of grid times, T … eps
-        self.grid = grid or self.default_grid  # uniform, logsnr, karras or quadratic (see grids.py)
-        if self.grid not in GRIDS:
-            raise choice_error("grid", self.grid, GRIDS)
-        if not rho > 0:
-            raise ValueError(f"rho must be > 0, got {rho}")
-        self.rho = float(rho)  # ρ of the Karras grid
+    def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, grid: str | None = None,
+                 rho: float = 7.0, denoise: bool = True, progress: bool = True, callback=None,
+                 return_trajectory: bool = False):
         if ts is not None and eps is not None:
             raise ValueError("give either eps or ts, not both: a user grid ts ends at its own eps")
-        if eps is not None and not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.eps, self.ts = eps, ts  # smallest time; or a user grid, decreasing in (0, T]
-        self.denoise = denoise  # end with Tweedie's formula at eps
-        self.progress, self.callback, self.return_trajectory = progress, callback, return_trajectory
+        self.ts = None if ts is None else check_ts(ts)  # a user grid, decreasing in (0, T]
+        if steps is not None and self.ts is not None and check_positive_int(steps, "steps") != len(self.ts):
+            raise ValueError(f"give either steps or ts, not both: ts sets its own {len(self.ts)} times, "
+                             f"got steps={steps}")
+        steps = 1000 if steps is None else steps  # number of grid times T … eps; with a user grid, len(ts)
+        self.steps = len(self.ts) if self.ts is not None else check_positive_int(steps, "steps")
+        self.eps = None if eps is None else check_real(eps, "eps", low=0, inclusive=(False, True))  # smallest time
+        self.grid = check_choice(self.default_grid if grid is None else grid, "grid", GRIDS)  # see grids.py
+        self.rho = check_real(rho, "rho", low=0, inclusive=(False, True))  # ρ of the Karras grid
+        self.denoise = check_bool(denoise, "denoise")  # end with Tweedie's formula at eps
+        self.progress = check_bool(progress, "progress")
+        self.return_trajectory = check_bool(return_trajectory, "return_trajectory")
+        if callback is not None:
+            check_callable(callback, "callback", "callback(x, t, k)")
+        self.callback = callback
 
     def time_grid(self, sde: SDE) -> torch.Tensor:
         """The decreasing float64 grid T … eps (or the user's ts), validated."""
@@ -82,9 +91,7 @@ class Sampler:
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
             return make_grid(self.grid, sde, sde.T, eps, self.steps, self.rho)
-        ts = torch.as_tensor(self.ts, dtype=torch.float64).cpu()
-        if ts.ndim != 1 or len(ts) < 1 or not bool((ts.diff() < 0).all()):
-            raise ValueError(f"ts must be a 1-D strictly decreasing sequence of times, got {ts.tolist()}")
+        ts = self.ts
         if not (ts[-1] > 0 and ts[0] <= sde.T):
             raise ValueError(f"ts must lie in (0, T] = (0, {sde.T}], got [{ts[-1].item()}, {ts[0].item()}]")
         return ts
@@ -108,7 +115,18 @@ class Sampler:
         for k in progress(range(len(ts) - 1), self.progress, desc=self.name):
             x = self.step(score, sde, x, k, c, generator)
             self._record(x, c["t"][k + 1], k)
+            if (k + 1) % CHECK_EVERY == 0:
+                self._check_state(x, score, ts, k + 1)
         return self.finish(score, sde, x, c, generator)
+
+    def _check_state(self, x, score, ts, k: int) -> None:
+        """Stop once x is non-finite, naming the grid times between which it became so (ts[k] is reached)."""
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{self.name} sampler produced non-finite samples: the state became non-finite between "
+                             f"t={ts[self._finite_at].item():.4g} and t={ts[k].item():.4g} (grid time {k} of "
+                             f"{len(ts) - 1}), after {score.nfe} score evaluations; check that score_fn is finite "
+                             "on the whole time range")
+        self._finite_at = k
 
     def _record(self, x, t, k):
         if self.callback is not None:
@@ -122,15 +140,11 @@ class Sampler:
 
         seeds: one integer per sample instead of `generator`; sample i then depends on seeds[i] only.
         """
-        if not isinstance(sde, SDE):
-            raise ValueError(f"sde must be a scoresde.SDE, got {type(sde).__name__}")
-        shape = tuple(shape)
-        if len(shape) < 2 or any(not isinstance(s, int) or s < 1 for s in shape):
-            raise ValueError(f"shape must be [B, ...] with at least 2 positive dims (use [B, 1] for scalars), got {shape}")
-        device = torch.device(device if device is not None else (generator.device if generator is not None else "cpu"))
+        check_score_fn(score_fn)
+        check_sde(sde)
+        shape, dtype, device = check_shape(shape), check_dtype(dtype), resolve_device(device, generator)
         generator = noise_source(generator, seeds, shape[0], device)
-        dtype = dtype or torch.get_default_dtype()
-        score = CountedScore(score_fn)
+        score, self._finite_at = CountedScore(score_fn), 0
         sde, ts = for_model(sde, self.time_grid(sde), score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
@@ -139,12 +153,23 @@ class Sampler:
             if self.denoise:
                 alpha, sigma = sde.marginal_coeffs(ts[-1:])
                 x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
-            check_finite(x, f"{self.name} sampler produced non-finite samples after {score.nfe} score evaluations; "
-                            "check that score_fn is finite on the whole time range")
+            self._check_state(x, score, ts, len(ts) - 1)
         if self.return_trajectory:
             traj, self._trajectory = torch.stack(self._trajectory + ([x] if self.denoise else [])), None
             return x, score.nfe, traj
         return x, score.nfe
+
+
+def check_ts(ts) -> torch.Tensor:
+    """A user time grid as a float64 CPU tensor, 1-D and strictly decreasing (so free of NaN)."""
+    try:
+        grid = torch.as_tensor(ts, dtype=torch.float64).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"ts must be a 1-D sequence of times, a list or tensor of floats, "
+                                f"got {describe(ts)}") from None
+    if grid.ndim != 1 or len(grid) < 1 or not bool((grid.diff() < 0).all()):
+        raise ValueError(f"ts must be a 1-D strictly decreasing sequence of times, got {grid.tolist()}")
+    return grid
 
 
 def tweedie(score, x: torch.Tensor, t, alpha, sigma) -> torch.Tensor:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .ancestral import posterior_coeffs
-from .._utils import noise_like
+from .._utils import check_real, noise_like
 from .base import Sampler, sqrt_
 
 
@@ -14,12 +14,11 @@ class DDIMSampler(Sampler):
     """DDIM with stochasticity η ∈ [0, 1]."""
 
     name = "ddim"
+    kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, eta: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {eta}")
-        self.eta = float(eta)
+        self.eta = check_real(eta, "eta", 0, 1)
         self.stochastic = self.eta > 0
 
     def prepare(self, sde, ts):

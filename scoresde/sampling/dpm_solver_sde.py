@@ -13,6 +13,7 @@ class DPMSolverSDESampler(ExponentialIntegrator):
     """SDE-DPM-Solver++(1) or (2M); one NFE per step."""
 
     name = "dpm_solver_sde"
+    kind = "SDE"  # family, for `scoresde compare`
     stochastic = True
     max_order = 2
     default_grid = "quadratic"  # measured in benchmarks/low_nfe.py (logsnr: 3% worse)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .._utils import noise_like
+from .._utils import check_real, noise_like
 from .base import Sampler, tweedie
 from .grids import t_of_log_snr
 
@@ -21,16 +21,15 @@ class EDMHeunSampler(Sampler):
     """Karras et al. (2022) Algorithm 2; S_churn = 0 (default) is their deterministic Algorithm 1."""
 
     name = "edm"
+    kind = "ODE"  # family, for `scoresde compare` (with churn > 0 it draws noise, like an SDE solver)
     default_grid = "karras"
 
     def __init__(self, S_churn: float = 0.0, S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if not (S_churn >= 0 and S_tmin >= 0 and S_tmax >= S_tmin and S_noise >= 0):
-            raise ValueError(f"need S_churn >= 0, 0 <= S_tmin <= S_tmax and S_noise >= 0, got "
-                             f"S_churn={S_churn}, S_tmin={S_tmin}, S_tmax={S_tmax}, S_noise={S_noise}")
-        self.S_churn = float(S_churn)  # total amount of added noise
-        self.S_tmin, self.S_tmax = float(S_tmin), float(S_tmax)  # σ range where noise is added
-        self.S_noise = float(S_noise)  # std of the added noise, slightly above 1 offsets score shrinkage
+        self.S_churn = check_real(S_churn, "S_churn", low=0)  # total amount of added noise
+        self.S_tmin = check_real(S_tmin, "S_tmin", low=0)  # σ range where noise is added
+        self.S_tmax = math.inf if S_tmax == math.inf else check_real(S_tmax, "S_tmax", low=self.S_tmin)
+        self.S_noise = check_real(S_noise, "S_noise", low=0)  # std of the added noise; slightly above 1 offsets score shrinkage
         self.stochastic = self.S_churn > 0
 
     def prepare(self, sde, ts):

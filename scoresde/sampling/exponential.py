@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .._utils import check_bool
 from .base import Sampler, tweedie
 
 LOWER_ORDER_BELOW = 15  # lower_order_final acts when there are fewer intervals than this (as in DPM-Solver, diffusers)
@@ -26,16 +27,17 @@ def step_orders(order: int, n: int, lower_order_final: bool, denoise: bool) -> l
 class ExponentialIntegrator(Sampler):
     """Shared loop: evaluate the model at t_k, keep the last `max_order` outputs, let `update` move x."""
 
+    kind = "ODE"  # family, for `scoresde compare`
     stochastic = False
     default_grid = "logsnr"
     max_order = 3
 
     def __init__(self, order: int = 2, lower_order_final: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if order not in range(1, self.max_order + 1):
+        if isinstance(order, bool) or order not in range(1, self.max_order + 1):
             raise ValueError(f"order must be one of {list(range(1, self.max_order + 1))}, got {order!r}")
         self.order = order  # multistep order
-        self.lower_order_final = bool(lower_order_final)  # lower the order of the last steps of short grids
+        self.lower_order_final = check_bool(lower_order_final, "lower_order_final")  # lower the last steps' order
 
     def prepare(self, sde, ts):
         alpha, sigma = sde.marginal_coeffs(ts)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from .._utils import choice_error
+from .._utils import check_choice
 from ..sde import reverse_drift
 from .base import Sampler
-from .ode_solvers import SOLVERS
+from .ode_solvers import SOLVERS, check_tolerances
 
 FIXED_STEP = ("euler", "heun")
 METHODS = tuple(SOLVERS) + FIXED_STEP
@@ -23,19 +23,21 @@ class ODESampler(Sampler):
     method: "dopri5" (adaptive RK45 in torch, on the device), "rk45" (scipy.integrate.solve_ivp, for
     parity with score_sde; copies to the host at every evaluation), or fixed-step "euler" / "heun" on
     the grid of `steps` times (Heun: 2 NFE per interval; Karras et al. 2022, Algorithm 1).
-    Adaptive methods ignore `steps` and `ts` and stop when their error control is satisfied.
+    Adaptive methods ignore `steps` and `ts` and stop when their error control is satisfied, or fail
+    after `max_nfe` score evaluations.
     """
 
     name = "ode"
+    kind = "ODE"  # family, for `scoresde compare`
     stochastic = False
 
-    def __init__(self, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, **kwargs):
+    def __init__(self, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, max_nfe: int = 10_000,
+                 **kwargs):
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise choice_error("method", method, METHODS)
-        if not (rtol > 0 and atol > 0):
-            raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
-        self.method, self.rtol, self.atol = method, rtol, atol
+        self.method = check_choice(method, "method", METHODS)
+        check_tolerances(rtol, atol, max_nfe)
+        self.rtol, self.atol, self.max_nfe = rtol, atol, max_nfe  # adaptive methods' tolerances and budget
+        self.adaptive = method not in FIXED_STEP
 
     def integrate(self, score, sde, x, ts, generator):
         if self.method in FIXED_STEP:
@@ -45,7 +47,8 @@ class ODESampler(Sampler):
         def func(t: float, y: torch.Tensor) -> torch.Tensor:
             return probability_flow_drift(score, sde, y, torch.full((batch,), t, device=y.device, dtype=y.dtype))
 
-        x = SOLVERS[self.method](func, x, ts[0].item(), ts[-1].item(), rtol=self.rtol, atol=self.atol)
+        x = SOLVERS[self.method](func, x, ts[0].item(), ts[-1].item(), rtol=self.rtol, atol=self.atol,
+                                 max_nfe=self.max_nfe)
         self._record(x, ts[-1], 0)
         return x
 

@@ -1,7 +1,7 @@
 """Predictor–corrector sampling (Song et al. 2021, Algorithms 1–3): a predictor move, then Langevin corrector steps."""
 from __future__ import annotations
 
-from .._utils import SampleSeeds, append_dims, check_positive_int, choice_error, noise_like
+from .._utils import SampleSeeds, append_dims, check_choice, check_positive_int, check_real, noise_like
 from .ancestral import AncestralSampler
 from .base import Sampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
@@ -34,23 +34,19 @@ class PCSampler(Sampler):
     """At each grid time: `n_corrector_steps` Langevin steps, then a predictor move to the next time."""
 
     name = "pc"
+    kind = "SDE + corrector"  # family, for `scoresde compare`
 
     def __init__(self, predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,
                  n_corrector_steps: int = 1, norm: str = "batch", **kwargs):
         super().__init__(**kwargs)
-        if predictor not in PREDICTORS:
-            raise choice_error("predictor", predictor, PREDICTORS)
-        if corrector not in CORRECTORS:
-            raise choice_error("corrector", corrector, CORRECTORS)
-        if norm not in NORMS:
-            raise choice_error("norm", norm, NORMS)
-        if not snr > 0:
-            raise ValueError(f"snr must be > 0, got {snr}")
+        check_choice(predictor, "predictor", PREDICTORS)
+        check_choice(corrector, "corrector", CORRECTORS)
         self.predictor_name, self.corrector_name = predictor, corrector
         self.predictor = PREDICTORS[predictor](**kwargs) if PREDICTORS[predictor] else None
         self.step_size = CORRECTORS[corrector]
-        self.snr = float(snr)  # signal-to-noise ratio r of the corrector
-        self.norm = norm  # Langevin step size from norms averaged over the batch (score_sde) or per sample
+        self.snr = check_real(snr, "snr", low=0, inclusive=(False, True))  # signal-to-noise ratio r of the corrector
+        # Langevin step size from norms averaged over the batch (score_sde) or per sample
+        self.norm = check_choice(norm, "norm", NORMS)
         self.n_corrector_steps = check_positive_int(n_corrector_steps, "n_corrector_steps", minimum=0)
 
     def prepare(self, sde, ts):

@@ -10,6 +10,7 @@ class ReverseDiffusionSampler(Sampler):
     forward step over [s, t] (`SDE.discretize` with dt = t − s)."""
 
     name = "reverse_diffusion"
+    kind = "SDE"  # family, for `scoresde compare`
 
     def prepare(self, sde, ts):
         a, v = sde.transition_coeffs(ts[:-1], ts[1:])
@@ -23,6 +24,7 @@ class EulerMaruyamaSampler(Sampler):
     """Euler–Maruyama on dx = [f(t) x − g(t)² s_θ] dt + g(t) dw̄ with dt = −h (Song et al. 2021, Eq. 6)."""
 
     name = "euler_maruyama"
+    kind = "SDE"  # family, for `scoresde compare`
 
     def prepare(self, sde, ts):
         f, g = sde.coefficients(ts[:-1])

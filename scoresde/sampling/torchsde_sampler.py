@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torchsde
 
-from .._utils import SampleSeeds, append_dims, choice_error
+from .._utils import SampleSeeds, append_dims, check_choice
 from ..sde import reverse_drift
 from .base import Sampler
 
@@ -81,13 +81,12 @@ class TorchSDESampler(Sampler):
     """
 
     name = "torchsde"
+    kind = "SDE"  # family, for `scoresde compare`
 
     def __init__(self, method: str = "euler", brownian: str = "interval", **kwargs):
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise choice_error("method", method, METHODS)
-        if brownian not in BROWNIAN:
-            raise choice_error("brownian", brownian, BROWNIAN)
+        check_choice(method, "method", METHODS)
+        check_choice(brownian, "brownian", BROWNIAN)
         if brownian != "interval" and method in LEVY_METHODS:
             raise ValueError(f"method {method!r} needs brownian='interval' (space-time Lévy area), got {brownian!r}")
         if self.ts is not None or self.grid != "uniform":

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .._utils import choice_error
+from .._utils import check_bool, check_choice
 from .exponential import ExponentialIntegrator
 
 VARIANTS = ("bh1", "bh2")
@@ -45,10 +45,8 @@ class UniPCSampler(ExponentialIntegrator):
 
     def __init__(self, variant: str = "bh2", corrector: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if variant not in VARIANTS:
-            raise choice_error("variant", variant, VARIANTS)
-        self.variant = variant  # B(h) = h (bh1) or e^h − 1 (bh2)
-        self.corrector = bool(corrector)  # apply UniC after each step (no extra NFE)
+        self.variant = check_choice(variant, "variant", VARIANTS)  # B(h) = h (bh1) or e^h − 1 (bh2)
+        self.corrector = check_bool(corrector, "corrector")  # apply UniC after each step (no extra NFE)
 
     def prepare(self, sde, ts):
         c = super().prepare(sde, ts)

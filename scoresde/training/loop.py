@@ -4,7 +4,8 @@ Layout of a workdir:
     config.json            the resolved config of the run
     log.jsonl              one JSON object of scalars per logged step
     checkpoints/latest.pt  model, EMA, optimiser, step, RNG states and config; rewritten atomically
-    checkpoints/ckpt_<step>.pt   periodic snapshots
+    checkpoints/ckpt_<step>.pt   periodic snapshots (the fallback when latest.pt is damaged)
+    .lock                  held by the one process that trains the run
     samples/step_<step>.png      sample grids (images) or scatter plots (2-D data)
     tensorboard/           scalars, when tensorboard is installed
 """
@@ -19,21 +20,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .. import builders
+from .. import builders, checkpoint
 from .._utils import progress
 from ..config import from_json, to_json, validate
 from ..data import stream_generator
-from . import checkpoint
+from ..run import Run, select_device
 from .ema import EMA
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config.training.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
-    return device
 
 
 class Distributed:
@@ -101,18 +93,24 @@ def _check_workdir_config(workdir: Path, config) -> None:
                          f"or keep {', '.join(RUN_DEFINING)} as they were")
 
 
-def image_grid(x: torch.Tensor) -> torch.Tensor:
-    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·H, cols·W(, C)], padding with white."""
+def image_grid(x: torch.Tensor, min_size: int = 320) -> torch.Tensor:
+    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·H, cols·W(, C)], padding with white.
+
+    Small grids are enlarged by an integer factor (nearest neighbour) to at least `min_size` pixels,
+    so 8×8 digits are visible.
+    """
     n, c, h, w = x.shape
     cols = int(n**0.5 + 0.999)
     rows = (n + cols - 1) // cols
     grid = torch.ones(rows * cols, c, h, w)
     grid[:n] = x
-    return grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c).squeeze(-1)
+    grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    scale = max(1, -(-min_size // max(grid.shape[:2])))
+    return grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1).squeeze(-1)
 
 
-def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
-    """A PNG grid (images) or scatter plot (2-D points); needs matplotlib."""
+def save_samples(x: torch.Tensor, run: Run, path: Path) -> Path | None:
+    """A PNG grid (images) or scatter plot (2-D points) of a run's samples; needs matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -120,13 +118,13 @@ def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
     except ImportError:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = data.to_display(x.detach().float().cpu())
-    if data.is_image:
+    x = run.to_display(x.detach().float().cpu())
+    if run.is_image:
         plt.imsave(path, image_grid(x).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
     else:
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
-        lim = float(data.eval_data.abs().max()) * 1.2
+        lim = float(run.data.eval_data.abs().max()) * 1.2
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=path.stem)
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
@@ -134,12 +132,16 @@ def save_samples(x: torch.Tensor, data, path: Path) -> Path | None:
 
 
 class Trainer:
-    """Builds everything from the config and runs (or resumes) training in `workdir`."""
+    """Builds everything from the config and runs (or resumes) training in `workdir`.
 
-    def __init__(self, config, workdir: str, progress_bar: bool = True, read_only: bool = False):
+    Everything the run will need (data, SDE, model, loss, the sampler of config.sampling) is built here,
+    before the first step, so a bad config fails at once rather than after hours of training.
+    """
+
+    def __init__(self, config, workdir: str, progress_bar: bool = True):
         self.config = validate(config)
         self.workdir = Path(workdir)
-        self.dist = Distributed(resolve_device(config.training.device))
+        self.dist = Distributed(select_device(config.training.device))
         self.device, t = self.dist.device, config.training
         if t.batch_size % self.dist.world:
             raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
@@ -147,38 +149,59 @@ class Trainer:
         self.sde = builders.build_sde(config.sde)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = builders.build_model(config.model, self.data.shape).to(self.device)
-        self.ema = EMA(self.model, t.ema_rate)
+        self.ema = EMA(self.model, t.ema_rate, warmup=t.ema_warmup)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
                                           eps=config.optim.eps, weight_decay=config.optim.weight_decay)
         self.train_model = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
         self.loss_fn = builders.build_loss_fn(self.sde, config)
+        self.sampler = builders.build_sampler(config, progress=False)  # also checks config.sampling now
+        self.run = Run(config, self.ema.model, shape=self.data.shape, is_image=self.data.is_image,
+                       centered=config.data.centered, device=self.device, workdir=self.workdir, data=self.data)
         self.step, self.progress_bar = 0, progress_bar
+        self.resumed_from = None  # (step, checkpoint path) when the run resumed
         self.ckpt_dir = self.workdir / "checkpoints"
-        if self.dist.main and not read_only:  # read_only: sampling or evaluating a finished run
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            _check_workdir_config(self.workdir, config)
-            checkpoint.atomic_write_text(to_json(config), self.workdir / "config.json")
-        self._restore()
-        self.logger = Logger(self.workdir, self.dist.main and not read_only)
+        self.lock = None
+        try:
+            if self.dist.main:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                self.lock = checkpoint.WorkdirLock(self.workdir).acquire()  # one writer per run
+                checkpoint.remove_stale_temporaries(self.workdir)
+                _check_workdir_config(self.workdir, config)
+                checkpoint.atomic_write_text(to_json(config), self.workdir / "config.json")
+            self._restore()
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+        self.logger = Logger(self.workdir, self.dist.main)
 
     def _restore(self):
-        latest = self.ckpt_dir / "latest.pt"
-        if latest.exists():
-            state = checkpoint.load(latest, self.device)
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            checkpoint.set_rng_state(state["rng"])
-            self.step = state["step"]
+        state, path = checkpoint.load_latest(self.ckpt_dir, self.device)
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"], state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step = self.run.step = state["step"]
+        self.resumed_from = (self.step, path)
 
     def save(self, snapshot: bool = False):
         if not self.dist.main:
             return
-        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "step": self.step, "rng": checkpoint.rng_state(), "config": to_json(self.config)}
-        checkpoint.atomic_save(state, self.ckpt_dir / "latest.pt")
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "ema_updates": self.ema.num_updates,
+                 "optimizer": self.optimizer.state_dict(), "step": self.step, "rng": checkpoint.rng_state(),
+                 "config": to_json(self.config),
+                 "data": {"shape": list(self.data.shape), "is_image": self.data.is_image,
+                          "centered": bool(self.config.data.centered)}}
+        checkpoint.atomic_save(state, self.ckpt_dir / checkpoint.LATEST)
         if snapshot:
             checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimiser step `step` (0-based): linear warm-up over optim.warmup steps."""
+        o = self.config.optim
+        return o.lr * min(1.0, (step + 1) / o.warmup) if o.warmup > 0 else o.lr
 
     def train_step(self) -> tuple[float, float]:
         """One optimiser step on this rank's slice of the global batch; returns (loss, grad norm)."""
@@ -198,30 +221,23 @@ class Trainer:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip if o.grad_clip > 0 else float("inf"))
         for group in self.optimizer.param_groups:
-            group["lr"] = o.lr * min(1.0, (self.step + 1) / o.warmup) if o.warmup > 0 else o.lr
+            group["lr"] = self.learning_rate(self.step)
         self.optimizer.step()
         self.ema.update(self.model)
         self.step += 1
+        self.run.step = self.step
         return loss.item(), grad_norm.item()
 
-    @torch.no_grad()
     def eval_loss(self) -> float:
         """Held-out loss of the EMA model with fixed noise."""
-        g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
-        x = self.data.eval_data.to(self.device)
-        bs = self.config.eval.batch_size
-        losses = [self.loss_fn(self.ema.model, x[i:i + bs], g).item() * len(x[i:i + bs]) for i in range(0, len(x), bs)]
-        return sum(losses) / len(x)
+        return self.run.eval_loss()
 
     def sample(self, n: int | None = None, sampler=None, seed: int = 0):
         """Samples from the EMA model: returns (x, nfe)."""
-        n = n or self.config.sampling.n
-        sampler = sampler or builders.build_sampler(self.config, progress=False)
-        score_fn = builders.build_score_fn(self.ema.model, self.sde, self.config)
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        return sampler(score_fn, self.sde, (n, *self.data.shape), generator=g, device=self.device)
+        return self.run.sample(n or self.config.sampling.n, sampler or self.sampler, seed=seed)
 
     def train(self) -> Path:
+        """Train up to config.training.n_iters; Ctrl-C saves latest.pt and re-raises KeyboardInterrupt."""
         t = self.config.training
         start, last_log = self.step, time.perf_counter()
         bar = progress(range(start, t.n_iters), self.progress_bar and self.dist.main, desc="train", total=t.n_iters - start)
@@ -238,18 +254,24 @@ class Trainer:
                 if self.step % t.eval_every == 0 or self.step == t.n_iters:
                     self.logger.log(self.step, eval_loss=self.eval_loss())
                 if self.dist.main and (self.step % t.sample_every == 0 or self.step == t.n_iters):
-                    save_samples(self.sample()[0], self.data, self.workdir / "samples" / f"step_{self.step}.png")
+                    save_samples(self.sample()[0], self.run, self.workdir / "samples" / f"step_{self.step}.png")
                 if self.step % t.save_every == 0 or self.step % t.snapshot_every == 0 or self.step == t.n_iters:
                     self.save(snapshot=self.step % t.snapshot_every == 0 or self.step == t.n_iters)
         except KeyboardInterrupt:
             self.save()
-            if self.dist.main:
-                print(f"interrupted at step {self.step}; saved {self.ckpt_dir / 'latest.pt'}; run the same command to resume")
             raise
         finally:
-            self.logger.close()
-            self.dist.close()
+            if hasattr(bar, "close"):
+                bar.close()
+            self.close()
         return self.workdir
+
+    def close(self):
+        """Flush the logs, leave the process group and release the workdir lock."""
+        self.logger.close()
+        self.dist.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def train(config, workdir: str, progress_bar: bool = True) -> Path:
