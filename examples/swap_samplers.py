@@ -27,6 +27,8 @@ SAMPLERS = {  # label -> (registry name, options)
     "ode:dopri5 (adaptive)": ("ode", {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3}),
     "ddim (eta=0)": ("ddim", {}),
     "dpm_solver++ (2M)": ("dpm_solver", {}),
+    "unipc (UniPC-2, bh2)": ("unipc", {}),
+    "deis (3rd order)": ("deis", {}),
     "torchsde:euler": ("torchsde", {"method": "euler"}),
     "torchsde:srk": ("torchsde", {"method": "srk"}),
 }

@@ -199,7 +199,7 @@ def check_generator(generator: torch.Generator | None, device: torch.device | No
     """Raise unless generator is None or a torch.Generator on the type of `device` (when given)."""
     if generator is None:
         return
-    if not isinstance(generator, torch.Generator):
+    if not isinstance(generator, (torch.Generator, SampleSeeds)):  # SampleSeeds: a sampler's per-sample seeds
         raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {describe(generator)}; "
                                 "create one with torch.Generator(device).manual_seed(seed)")
     if device is not None and torch.device(generator.device).type != torch.device(device).type:
@@ -215,8 +215,30 @@ def resolve_device(device, generator: torch.Generator | None) -> torch.device:
     return device
 
 
-def randn(shape: Sequence[int], generator: torch.Generator | None, device, dtype) -> torch.Tensor:
-    """Standard normal noise drawn from `generator` (which must live on `device`)."""
+class SampleSeeds:
+    """One torch.Generator per sample: sample i's noise comes from seeds[i] alone (as in EDM and k-diffusion),
+    so it does not depend on the batch size or on the sample's position in the batch."""
+
+    def __init__(self, seeds: Sequence[int], device):
+        seeds = list(seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ValueError(f"seeds must be a non-empty sequence of non-negative integers, got {seeds!r}")
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, shape: Sequence[int], device, dtype) -> torch.Tensor:
+        if shape[0] != len(self):
+            raise ValueError(f"{len(self)} seeds given for a batch of {shape[0]} samples")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype) for g in self.generators])
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | SampleSeeds | None, device, dtype) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` (which must live on `device`), or from per-sample seeds."""
+    if isinstance(generator, SampleSeeds):
+        return generator.randn(shape, device, dtype)
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 

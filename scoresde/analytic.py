@@ -65,7 +65,10 @@ class GaussianMixture:
 
     def score(self, sde, x, t):
         """∇ log p_t(x) for a flat x [B, D]."""
-        alpha, sigma = sde.marginal_coeffs(t)
+        return self.score_at(x, *sde.marginal_coeffs(t))
+
+    def score_at(self, x, alpha, sigma):
+        """∇ log p(x) of x = α x_0 + σ z for a flat x [B, D], with α, σ per sample [B] (any schedule)."""
         logp, prec_diff = self._components(x, alpha, sigma)
         resp = torch.softmax(logp, dim=1)
         return -(resp[..., None] * prec_diff).sum(1)

@@ -66,6 +66,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     its time embedding needs it (the U-Net's `time_scale`). The conversion uses α_t, σ_t of ᾱ(t).
     continuous=False: the model receives DDPM's integer index i − 1 ∈ {0…N−1} of the step t_i = iT/N
     nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
+    The choice is declared on the result as `score_fn.continuous`; samplers read it (`time_convention`).
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
@@ -85,3 +86,16 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous
     return score_fn
+
+
+def time_convention(score_fn: Callable) -> str:
+    """"continuous" or "discrete": the time convention `score_fn` declares in its `continuous` attribute.
+
+    get_score_fn sets it; a plain function without the attribute is continuous. A discrete score is a
+    DDPM model: samplers give it DDPM's discrete ᾱ_i and move their grid onto its steps t_i = iT/N
+    (`scoresde.sde.DiscreteTimeVPSDE`). Declare a hand-written DDPM score with `fn.continuous = False`.
+    """
+    continuous = getattr(score_fn, "continuous", True)
+    if not isinstance(continuous, bool):
+        raise ValueError(f"score_fn.continuous must be True or False, got {continuous!r}")
+    return "continuous" if continuous else "discrete"

@@ -156,11 +156,13 @@ class VPSDE(SDE):
         return torch.exp(-0.5 * integral), torch.sqrt(-torch.expm1(-integral))
 
     def discrete_marginal_coeffs(self, t: torch.Tensor):
-        """√ᾱ_i and √(1 − ᾱ_i) of DDPM step i at t_i = iT/N; t must be such a step."""
-        index = self.timestep(t)
-        if not torch.allclose(t, (index + 1).to(t.dtype) * (self.T / self.N), atol=1e-6, rtol=0):
-            raise ValueError(f"t must be DDPM steps t_i = i*T/N (N={self.N}) to use the discrete schedule")
-        abar = self.alphas_cumprod.to(t.device)[index].to(t.dtype)
+        """√ᾱ_i and √(1 − ᾱ_i) of DDPM step i at t_i = iT/N, i ∈ {0, …, N} (ᾱ_0 = 1); t must be such a step."""
+        index = torch.round(t * (self.N / self.T)).long()
+        if not torch.allclose(t, index.to(t.dtype) * (self.T / self.N), atol=1e-6, rtol=0):
+            raise ValueError(f"a discrete-time model is defined only at DDPM steps t_i = i*T/N (N={self.N}); "
+                             f"got t = {t.tolist()}")
+        abar = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
+        abar = abar.to(t.device)[index.clamp(0, self.N)].to(t.dtype)
         return abar.sqrt(), (1 - abar).sqrt()
 
     def discretize(self, x, t, dt=None):
@@ -217,3 +219,33 @@ class VESDE(SDE):
     def marginal_coeffs(self, t):
         """α_t = 1, σ_t = σ_min √((σ_max/σ_min)^{2t} − 1)."""
         return torch.ones_like(t), self.sigma_min * torch.sqrt(torch.expm1(2 * t * self.log_ratio))
+
+
+class DiscreteTimeVPSDE(SDE):
+    """A VPSDE as a discrete-time (DDPM) model sees it: its marginals are DDPM's ᾱ_i at t_i = iT/N.
+
+    Samplers use this view for a score declared discrete (`get_score_fn(..., continuous=False)`), so a
+    continuous model never meets the discrete ᾱ and a discrete one never meets ᾱ(t). Off the lattice the
+    marginals fail clearly; `snap` moves a time grid onto it first. f(t), g(t) stay those of the VPSDE.
+    """
+
+    def __init__(self, sde: SDE):
+        if not hasattr(sde, "discrete_marginal_coeffs"):
+            raise ValueError(f"a discrete-time score needs an SDE with DDPM's discrete betas (VPSDE), got {type(sde).__name__}")
+        super().__init__(N=sde.N, T=sde.T)
+        self.continuous_sde = sde
+        self.sampling_eps, self.prior_std = sde.sampling_eps, sde.prior_std
+
+    def coefficients(self, t):
+        return self.continuous_sde.coefficients(t)
+
+    def marginal_coeffs(self, t):
+        return self.continuous_sde.discrete_marginal_coeffs(t)
+
+    def snap(self, ts: torch.Tensor, unique: bool = True) -> torch.Tensor:
+        """Each time moved to the nearest DDPM step t_i = iT/N, i ≥ 1; repeated steps dropped when `unique`.
+
+        This is the respacing of Nichol & Dhariwal (2021): a grid of K times becomes K or fewer DDPM steps.
+        """
+        index = torch.round(ts * (self.N / self.T)).clamp(1, self.N)
+        return (torch.unique_consecutive(index) if unique else index) * (self.T / self.N)

@@ -1,9 +1,12 @@
 """The shared zoo of exact problems: Gaussian and Gaussian-mixture data (closed-form scores), SDEs, devices."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 import scoresde
+from scoresde.sampling import get_sampler
 
 
 from scoresde.analytic import GaussianMixture  # noqa: F401  (re-exported for the tests)
@@ -42,3 +45,20 @@ SDES = {
 }
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def ode_flow_errors(name, sde, steps_list, **options):
+    """Max error at eps of a deterministic sampler against the exact probability-flow map, for 1-D Gaussian data.
+
+    For Gaussian p_t the flow keeps (x_t − m_t)/√C_t constant, so x_eps is known in closed form. Returns the
+    errors and the measured orders log2(e_K / e_2K) between consecutive step counts (which should double).
+    """
+    data = GaussianMixture([1.0], [[0.5]], [[[0.3]]])
+    (a_e, s_e), (a_T, s_T) = (sde.marginal_coeffs(torch.tensor([t], dtype=torch.float64)) for t in (sde.sampling_eps, sde.T))
+    errors = []
+    for steps in steps_list:
+        sampler = get_sampler(name, steps=steps, denoise=False, progress=False, return_trajectory=True, **options)
+        x, _, traj = sampler(data.score_fn(sde), sde, (64, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        exact = a_e * 0.5 + ((a_e**2 * 0.3 + s_e**2) / (a_T**2 * 0.3 + s_T**2)).sqrt() * (traj[0] - a_T * 0.5)
+        errors.append((x - exact).abs().max().item())
+    return errors, [math.log2(errors[i] / errors[i + 1]) for i in range(len(errors) - 1)]

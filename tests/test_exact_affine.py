@@ -319,18 +319,19 @@ def test_float32_runs_in_float32(case):
     assert_close(x.double(), run_plan(affine_plan(case, ref, TS), draw(), score64, draw), rtol=1e-4)
 
 
-@pytest.mark.parametrize("case, discrete", [("ancestral", None), ("ancestral_beta", True), ("ddim_eta0.3", None),
-                                            ("ddim", False), ("dpm_solver_1", None)])
-def test_ddpm_lattice_uses_discrete_alphas(case, discrete):
-    """steps=10 from 1 to 1e-3 lies on DDPM's steps t_i = i/N: there the moves (and Tweedie) use DDPM's ᾱ_i unless
-    discrete=False, which keeps the continuous ᾱ(t)."""
+@pytest.mark.parametrize("case, continuous", [("ancestral", False), ("ancestral_beta", False), ("ddim_eta0.3", False),
+                                              ("ddim", True), ("dpm_solver_1", False)])
+def test_ddpm_lattice_uses_discrete_alphas(case, continuous):
+    """steps=10 from 1 to 1e-3 lies on DDPM's steps t_i = i/N: for a score declared discrete-time the moves (and
+    Tweedie) use DDPM's ᾱ_i; a continuous-time score keeps the continuous ᾱ(t) on the same grid."""
     ref, sde = Reference("vp"), scoresde.VPSDE()
     ts = torch.linspace(1.0, 1e-3, 10, dtype=F64).tolist()
-    m = ref.marginals if discrete is False else ddpm_lattice_marginals
+    m = ref.marginals if continuous else ddpm_lattice_marginals
     assert abs(ddpm_lattice_marginals(0.445)[0] - ref.marginals(0.445)[0]) > 1e-4  # the two schedules differ visibly
     score = AffineScore(gaussian(dim=DIM, seed=3), ref.marginals)
+    score.continuous = continuous  # the model's time convention, declared on the score
     extra = {"grid": "uniform"} if case.startswith("dpm") else {}
-    x, _ = sample(sampler_for(case, steps=10, discrete=discrete, **extra), score, sde, seed=2)
+    x, _ = sample(sampler_for(case, steps=10, **extra), score, sde, seed=2)
     x_T, draw = seeded_draws(ref, 2)
     assert_close(x, run_plan(affine_plan(case, ref, ts, m=m), x_T, score, draw))
 

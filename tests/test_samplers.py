@@ -7,7 +7,7 @@ import torch
 import scoresde
 from scoresde.sampling import SAMPLERS, get_sampler
 from scoresde.parameterization import get_score_fn
-from problems import SDES, GaussianMixture, gaussian, mixture_2d
+from problems import SDES, GaussianMixture, gaussian, mixture_2d, ode_flow_errors
 
 F64 = torch.float64
 
@@ -25,6 +25,12 @@ CASES = {
     "ddim": ("ddim", dict(steps=100)),
     "ddim_eta1": ("ddim", dict(steps=200, eta=1.0)),
     "dpm_solver_2m": ("dpm_solver", dict(steps=50)),
+    "dpm_solver_3m": ("dpm_solver", dict(steps=50, order=3)),
+    "dpm_solver_sde": ("dpm_solver_sde", dict(steps=100)),
+    "unipc": ("unipc", dict(steps=50)),
+    "deis": ("deis", dict(steps=50, order=3)),
+    "edm": ("edm", dict(steps=50)),
+    "edm_churn": ("edm", dict(steps=100, S_churn=20, S_tmin=0.05, S_tmax=10)),
     "torchsde_euler": ("torchsde", dict(method="euler", steps=200)),
     "torchsde_milstein": ("torchsde", dict(method="milstein", steps=200)),
     "torchsde_srk": ("torchsde", dict(method="srk", steps=40)),
@@ -88,37 +94,18 @@ def test_mixture_weights(case, sde_name):
     assert torch.cdist(x, data.means).min(1).values.median() < 1.0  # samples sit on the modes
 
 
-def _ode_errors(method, sde, steps_list, name="ode"):
-    """Max error at eps of the fixed-step PF-ODE against its exact flow for 1-D Gaussian data.
-
-    For Gaussian p_t the flow keeps (x_t − m_t)/√C_t constant, so x_eps is known in closed form.
-    """
-    data = GaussianMixture([1.0], [[0.5]], [[[0.3]]])
-    (a_e, s_e), (a_T, s_T) = (sde.marginal_coeffs(torch.tensor([t], dtype=F64)) for t in (sde.sampling_eps, sde.T))
-    errors = []
-    for steps in steps_list:
-        options = {"method": method} if name == "ode" else {"order": method}
-        sampler = get_sampler(name, steps=steps, denoise=False, progress=False, return_trajectory=True, **options)
-        x, _, traj = sampler(data.score_fn(sde), sde, (64, 1), generator=generator("cpu"), dtype=F64)
-        exact = a_e * 0.5 + ((a_e**2 * 0.3 + s_e**2) / (a_T**2 * 0.3 + s_T**2)).sqrt() * (traj[0] - a_T * 0.5)
-        errors.append((x - exact).abs().max().item())
-    return errors
-
-
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 @pytest.mark.parametrize("method, order", [("euler", 1.0), ("heun", 2.0)])
 def test_ode_convergence_order(method, order, sde_name):
     """Doubling the steps divides the error by 2^order: measured order within ±0.2 (65 → 129 → 257 steps)."""
-    errors = _ode_errors(method, SDES[sde_name](), [65, 129, 257])
-    orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    errors, orders = ode_flow_errors("ode", SDES[sde_name](), [65, 129, 257], method=method)
     assert all(abs(o - order) < 0.2 for o in orders), (errors, orders)
 
 
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_dpm_solver_2m_is_second_order(sde_name):
     """DPM-Solver++(2M) against the exact flow: order within 2 ± 0.2 (65 → 129 → 257 steps)."""
-    errors = _ode_errors(2, SDES[sde_name](), [65, 129, 257], name="dpm_solver")
-    orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    errors, orders = ode_flow_errors("dpm_solver", SDES[sde_name](), [65, 129, 257], order=2)
     assert all(abs(o - 2.0) < 0.2 for o in orders), (errors, orders)
 
 
@@ -207,7 +194,8 @@ def test_any_number_of_steps(case, steps):
 
 @pytest.mark.parametrize("case, expected", [
     ("ancestral", 10), ("reverse_diffusion", 10), ("euler_maruyama", 10), ("ddim", 10),
-    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1), ("dpm_solver_2m", 10),
+    ("ode_heun", 2 * 9 + 1), ("pc_langevin", 10 * 1 + 9 + 1), ("dpm_solver_2m", 10), ("dpm_solver_3m", 10),
+    ("dpm_solver_sde", 10), ("unipc", 10), ("deis", 10), ("edm", 2 * 9 + 1), ("edm_churn", 2 * 9 + 1),
 ])
 def test_nfe_is_counted(case, expected):
     data, sde = gaussian(dim=4), scoresde.VPSDE()
@@ -252,7 +240,7 @@ def test_nan_and_wrong_shape_scores_raise():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'dpm_solver', 'euler_maruyama'.*got 'euler'"),
+    (lambda: get_sampler("euler"), r"sampler name must be one of \['ancestral', 'ddim', 'deis', 'dpm_solver', 'dpm_solver_sde', 'edm'.*got 'euler'"),
     (lambda: get_sampler("pc", snr_value=0.1), r"unknown option\(s\) \['snr_value'\] for sampler 'pc'; valid options: \["),
     (lambda: get_sampler("pc", corrector="hmc"), r"corrector must be one of \['annealed_langevin', 'langevin', 'none'\]"),
     (lambda: get_sampler("torchsde:rk4"), r"method must be one of \['euler', 'euler_heun', 'heun', 'midpoint', 'milstein'"),
@@ -274,8 +262,6 @@ def test_bad_call_arguments():
         sampler(lambda x, t: -x, sde, (4,))
     with pytest.raises(ValueError, match="ts must be a 1-D strictly decreasing"):
         get_sampler("ddim", ts=[0.1, 0.5], progress=False)(lambda x, t: -x, sde, (4, 2))
-    with pytest.raises(ValueError, match=r"discrete=True needs a VPSDE and a grid of DDPM steps"):
-        get_sampler("ancestral", steps=7, discrete=True, progress=False)(lambda x, t: -x, sde, (4, 2))
     with pytest.raises(ValueError, match="sde must be a scoresde.SDE"):
         sampler(lambda x, t: -x, "vp", (4, 2))
 

@@ -87,8 +87,8 @@ BAD = [
      "denoise must be True or False, got 'False'"),
     ("sampler-progress-int", lambda: get_sampler("ddim", progress=1), TypeError, "progress must be True or False"),
     ("sampler-callback-int", lambda: get_sampler("ddim", callback=1), TypeError, "callback must be callable"),
-    ("sampler-discrete-str", lambda: get_sampler("ancestral", discrete="yes"), TypeError,
-     "discrete must be True, False or None"),
+    ("sampler-grid-int", lambda: get_sampler("ancestral", grid=1), TypeError, r"grid must be one of \['karras', "),
+    ("sampler-rho-0", lambda: get_sampler("edm", rho=0), ValueError, "rho must be > 0, got 0"),
     ("pc-snr-str", lambda: get_sampler("pc", snr="0.16"), TypeError, "snr must be a real number"),
     ("pc-snr-0", lambda: get_sampler("pc", snr=0), ValueError, "snr must be > 0, got 0"),
     ("pc-predictor-list", lambda: get_sampler("pc", predictor=["ancestral"]), TypeError,
@@ -99,8 +99,9 @@ BAD = [
     ("ode-atol-negative", lambda: get_sampler("ode", atol=-1e-5), ValueError, "atol must be > 0"),
     ("ode-rtol-str", lambda: get_sampler("ode", rtol="1e-5"), TypeError, "rtol must be a real number"),
     ("ode-max_nfe-0", lambda: get_sampler("ode", max_nfe=0), ValueError, "max_nfe must be an integer >= 1, got 0"),
-    ("dpm-order-bool", lambda: get_sampler("dpm_solver", order=True), ValueError, "order must be 1 or 2, got True"),
-    ("dpm-grid-None", lambda: get_sampler("dpm_solver", grid=None), TypeError, "grid must be one of"),
+    ("dpm-order-bool", lambda: get_sampler("dpm_solver", order=True), ValueError, r"order must be one of \[1, 2, 3\], got True"),
+    ("unipc-corrector-str", lambda: get_sampler("unipc", corrector="no"), TypeError, "corrector must be True or False"),
+    ("edm-S_churn-negative", lambda: get_sampler("edm", S_churn=-1), ValueError, "S_churn must be >= 0, got -1"),
     ("ancestral-variance-None", lambda: get_sampler("ancestral", variance=None), TypeError, "variance must be one of"),
     ("torchsde-method-int", lambda: get_sampler("torchsde", method=1), TypeError, "method must be one of"),
     # sampler calls
@@ -117,6 +118,9 @@ BAD = [
     ("call-dtype-str", lambda: sample(dtype="float32"), TypeError, "dtype must be a floating-point torch.dtype"),
     ("call-score-shape", lambda: sample(score_fn=lambda x, t: x[:, :1]), ValueError,
      r"score_fn must return a tensor shaped like x \(4, 2\), got \(4, 1\)"),
+    ("call-seeds-negative", lambda: sample(seeds=[0, 1, 2, -3]), ValueError,
+     "seeds must be a non-empty sequence of non-negative integers"),
+    ("call-seeds-count", lambda: sample(seeds=[0, 1]), ValueError, "2 seeds for a batch of 4"),
     ("call-ts-beyond-T", lambda: sample(options={"ts": [2.0, 0.5], "steps": None}), ValueError, r"ts must lie in \(0, T\]"),
     # get_score_fn and conversions
     ("score_fn-model-None", lambda: get_score_fn(None, SDE), TypeError, "model must be callable"),
@@ -258,7 +262,8 @@ def window(message: str) -> tuple[float, float]:
 
 
 FIXED_STEP = [("ancestral", {}), ("ddim", {}), ("reverse_diffusion", {}), ("euler_maruyama", {}), ("pc", {}),
-              ("dpm_solver", {}), ("ode", {"method": "euler"}), ("ode", {"method": "heun"})]
+              ("dpm_solver", {}), ("unipc", {}), ("deis", {}), ("dpm_solver_sde", {}), ("edm", {}),
+              ("ode", {"method": "euler"}), ("ode", {"method": "heun"})]
 FIXED_IDS = [name + (":" + o["method"] if o else "") for name, o in FIXED_STEP]
 
 
@@ -276,7 +281,7 @@ def test_fixed_step_samplers_stop_soon_after_the_score_turns_nan(name, options):
 def test_fixed_step_samplers_name_the_time_the_state_turned_nan(name, options):
     """The window in the message holds t = 0.5, where the score turns NaN, and spans at most 20 grid steps."""
     steps = 101  # grid spacing h = (1 − 1e-3)/100 ≈ 0.01
-    options = {**options, **({"grid": "uniform"} if name == "dpm_solver" else {})}
+    options = {**options, "grid": "uniform"}
     with pytest.raises(ValueError) as info:
         get_sampler(name, steps=steps, progress=False, **options)(nan_below(0.5), SDE, (4, 2))
     t_from, t_to = window(str(info.value))

@@ -10,11 +10,16 @@ from .._utils import ArgumentTypeError, choice_error, describe
 from .ancestral import AncestralSampler
 from .base import CountedScore, Sampler, tweedie
 from .ddim import DDIMSampler
+from .deis import DEISSampler
 from .dpm_solver import DPMSolverSampler
+from .dpm_solver_sde import DPMSolverSDESampler
+from .edm import EDMHeunSampler
+from .grids import GRIDS
 from .ode import ODESampler
 from .pc import CORRECTORS, PREDICTORS, PCSampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
 from .torchsde_sampler import TorchSDESampler
+from .unipc import UniPCSampler
 
 SAMPLERS = {
     "ancestral": AncestralSampler,
@@ -24,6 +29,10 @@ SAMPLERS = {
     "ode": ODESampler,
     "ddim": DDIMSampler,
     "dpm_solver": DPMSolverSampler,
+    "dpm_solver_sde": DPMSolverSDESampler,
+    "unipc": UniPCSampler,
+    "deis": DEISSampler,
+    "edm": EDMHeunSampler,
     "torchsde": TorchSDESampler,
 }
 
@@ -59,4 +68,5 @@ def get_sampler(name: str, **options) -> Sampler:
 
 __all__ = ["SAMPLERS", "get_sampler", "sampler_options", "Sampler", "CountedScore", "tweedie", "AncestralSampler",
            "ReverseDiffusionSampler", "EulerMaruyamaSampler", "PCSampler", "ODESampler", "DDIMSampler",
-           "TorchSDESampler", "DPMSolverSampler", "PREDICTORS", "CORRECTORS"]
+           "TorchSDESampler", "DPMSolverSampler", "DPMSolverSDESampler", "UniPCSampler", "DEISSampler",
+           "EDMHeunSampler", "GRIDS", "PREDICTORS", "CORRECTORS"]

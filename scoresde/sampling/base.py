@@ -1,16 +1,20 @@
 """The shared sampler loop: time grid, prior draw, NFE counting, checks, callback, trajectory, denoising.
 
 Every sampler is called the same way:  x, nfe = sampler(score_fn, sde, shape, generator=g, device=None).
-A sampler moves x along `ts` (`steps` times from T down to eps), one `step` per interval, then,
-with denoise=True, returns Tweedie's estimate E[x_0 | x_eps] = (x + σ² ∇log p)/α (one more NFE).
+A sampler moves x along `ts` (`steps` times from T down to eps on its `grid`), one `step` per interval,
+then, with denoise=True, returns Tweedie's estimate E[x_0 | x_eps] = (x + σ² ∇log p)/α (one more NFE).
+The score's declared time convention (`parameterization.time_convention`) picks the marginals α, σ
+the sampler sees: ᾱ(t) for a continuous model, DDPM's ᾱ_i on DDPM's steps for a discrete one.
 """
 from __future__ import annotations
 
 import torch
 
-from .._utils import (ArgumentTypeError, check_bool, check_callable, check_dtype, check_finite, check_output,
-                      check_positive_int, check_real, check_score_fn, check_shape, describe, progress, resolve_device)
+from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable, check_choice, check_dtype,
+                      check_finite, check_output, check_positive_int, check_real, check_score_fn, check_shape, describe,
+                      progress, resolve_device)
 from ..sde import SDE, check_sde
+from .grids import GRIDS, for_model, make_grid
 
 CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
 
@@ -20,6 +24,7 @@ class CountedScore:
 
     def __init__(self, score_fn):
         self.score_fn, self.nfe = score_fn, 0
+        self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
@@ -37,19 +42,16 @@ class CountedScore:
         return out
 
 
-def uniform_grid(T: float, eps: float, steps: int) -> torch.Tensor:
-    """`steps` times from T down to eps, in float64."""
-    return torch.linspace(T, eps, steps, dtype=torch.float64)
-
-
-def grid_marginals(sde: SDE, ts: torch.Tensor, discrete: bool | None):
-    """α, σ on the grid: DDPM's discrete ᾱ_i when asked (None: when every time is a DDPM step t_i = iT/N)."""
-    on_lattice = hasattr(sde, "discrete_marginal_coeffs") and bool(
-        ((ts * sde.N / sde.T - torch.round(ts * sde.N / sde.T)).abs() < 1e-6).all())
-    if discrete and not on_lattice:
-        raise ValueError("discrete=True needs a VPSDE and a grid of DDPM steps t_i = i*T/N "
-                         f"(for example steps={getattr(sde, 'N', '?')} with eps=T/N)")
-    return sde.discrete_marginal_coeffs(ts) if (on_lattice if discrete is None else discrete) else sde.marginal_coeffs(ts)
+def noise_source(generator, seeds, batch: int, device):
+    """The sampler's noise: `generator`, or one generator per sample when `seeds` are given."""
+    if seeds is None:
+        return generator
+    if generator is not None:
+        raise ValueError("give either generator or seeds, not both")
+    noise = SampleSeeds(seeds, device)
+    if len(noise) != batch:
+        raise ValueError(f"seeds must give one seed per sample: {len(noise)} seeds for a batch of {batch}")
+    return noise
 
 
 class Sampler:
@@ -58,11 +60,12 @@ class Sampler:
     name = "base"
     kind = "?"  # family shown by `scoresde compare`: discrete, SDE, SDE + corrector or ODE
     stochastic = True  # draws noise during the moves
-    discrete = False  # use DDPM's discrete ᾱ_i (None: when the grid is DDPM's steps); see grid_marginals
     adaptive = False  # True when the solver picks its own steps (then `steps` does not apply)
+    default_grid = "uniform"  # the grid when none is given (chosen per sampler from measurement)
 
-    def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, denoise: bool = True,
-                 progress: bool = True, callback=None, return_trajectory: bool = False):
+    def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, grid: str | None = None,
+                 rho: float = 7.0, denoise: bool = True, progress: bool = True, callback=None,
+                 return_trajectory: bool = False):
         if ts is not None and eps is not None:
             raise ValueError("give either eps or ts, not both: a user grid ts ends at its own eps")
         self.ts = None if ts is None else check_ts(ts)  # a user grid, decreasing in (0, T]
@@ -72,6 +75,8 @@ class Sampler:
         steps = 1000 if steps is None else steps  # number of grid times T … eps; with a user grid, len(ts)
         self.steps = len(self.ts) if self.ts is not None else check_positive_int(steps, "steps")
         self.eps = None if eps is None else check_real(eps, "eps", low=0, inclusive=(False, True))  # smallest time
+        self.grid = check_choice(self.default_grid if grid is None else grid, "grid", GRIDS)  # see grids.py
+        self.rho = check_real(rho, "rho", low=0, inclusive=(False, True))  # ρ of the Karras grid
         self.denoise = check_bool(denoise, "denoise")  # end with Tweedie's formula at eps
         self.progress = check_bool(progress, "progress")
         self.return_trajectory = check_bool(return_trajectory, "return_trajectory")
@@ -85,7 +90,7 @@ class Sampler:
             eps = sde.sampling_eps if self.eps is None else self.eps
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
-            return uniform_grid(sde.T, eps, self.steps)
+            return make_grid(self.grid, sde, sde.T, eps, self.steps, self.rho)
         ts = self.ts
         if not (ts[-1] > 0 and ts[0] <= sde.T):
             raise ValueError(f"ts must lie in (0, T] = (0, {sde.T}], got [{ts[-1].item()}, {ts[0].item()}]")
@@ -130,19 +135,24 @@ class Sampler:
             self._trajectory.append(x)
 
     def __call__(self, score_fn, sde: SDE, shape, generator: torch.Generator | None = None,
-                 device=None, dtype: torch.dtype | None = None):
-        """Draw samples of `shape` = [B, ...]: returns (x, nfe), or (x, nfe, trajectory) if asked."""
+                 device=None, dtype: torch.dtype | None = None, seeds=None):
+        """Draw samples of `shape` = [B, ...]: returns (x, nfe), or (x, nfe, trajectory) if asked.
+
+        seeds: one integer per sample instead of `generator`; sample i then depends on seeds[i] only.
+        """
         check_score_fn(score_fn)
         check_sde(sde)
         shape, dtype, device = check_shape(shape), check_dtype(dtype), resolve_device(device, generator)
-        ts, score, self._finite_at = self.time_grid(sde), CountedScore(score_fn), 0
+        generator = noise_source(generator, seeds, shape[0], device)
+        score, self._finite_at = CountedScore(score_fn), 0
+        sde, ts = for_model(sde, self.time_grid(sde), score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [x] if self.return_trajectory else None
             x = self.integrate(score, sde, x, ts, generator)
             if self.denoise:
-                alpha, sigma = grid_marginals(sde, ts, self.discrete)  # the whole grid decides, as for the moves
-                x = tweedie(score, x, ts[-1], alpha[-1], sigma[-1])
+                alpha, sigma = sde.marginal_coeffs(ts[-1:])
+                x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
             self._check_state(x, score, ts, len(ts) - 1)
         if self.return_trajectory:
             traj, self._trajectory = torch.stack(self._trajectory + ([x] if self.denoise else [])), None

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from .ancestral import posterior_coeffs
-from .._utils import check_bool, check_real, noise_like
-from .base import Sampler, grid_marginals, sqrt_
+from .._utils import check_real, noise_like
+from .base import Sampler, sqrt_
 
 
 class DDIMSampler(Sampler):
@@ -16,14 +16,13 @@ class DDIMSampler(Sampler):
     name = "ddim"
     kind = "discrete"  # family, for `scoresde compare`
 
-    def __init__(self, eta: float = 0.0, discrete: bool | None = None, **kwargs):
+    def __init__(self, eta: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.eta = check_real(eta, "eta", 0, 1)
-        self.discrete = check_bool(discrete, "discrete", allow_none=True)
         self.stochastic = self.eta > 0
 
     def prepare(self, sde, ts):
-        alpha, sigma = grid_marginals(sde, ts, self.discrete)
+        alpha, sigma = sde.marginal_coeffs(ts)
         alpha_t, sigma_t, alpha_s, sigma_s = alpha[:-1], sigma[:-1], alpha[1:], sigma[1:]
         c = self.eta * sqrt_(posterior_coeffs(alpha_t, sigma_t, alpha_s, sigma_s)[2])
         # x_s = (α_s/α_t) x + B s + c z, with ε̂ = −σ_t s folded into B.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torchsde
 
-from .._utils import append_dims, check_choice
+from .._utils import SampleSeeds, append_dims, check_choice
 from ..sde import reverse_drift
 from .base import Sampler
 
@@ -41,7 +41,29 @@ class _ReverseSDE(torch.nn.Module):
         return append_dims(self.sde.coefficients(self._time(s, y))[1], 2).expand_as(y)
 
 
-def _brownian(kind, t1, size, device, dtype, entropy, levy):
+class _PerSampleBrownian(torchsde.BaseBrownian):
+    """One Brownian motion per sample (size [1, D] each, seeded by that sample's own generator), stacked."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __call__(self, ta, tb=None, return_U=False, return_A=False):
+        outs = [part(ta, tb, return_U=return_U, return_A=return_A) for part in self.parts]
+        return tuple(map(torch.cat, zip(*outs))) if isinstance(outs[0], tuple) else torch.cat(outs)
+
+    def __repr__(self):
+        return f"_PerSampleBrownian({len(self.parts)} x {self.parts[0]!r})"
+
+    dtype = property(lambda self: self.parts[0].dtype)
+    device = property(lambda self: self.parts[0].device)
+    shape = property(lambda self: (len(self.parts), *self.parts[0].shape[1:]))
+    levy_area_approximation = property(lambda self: self.parts[0].levy_area_approximation)
+
+
+def _brownian(kind, t1, size, device, dtype, generator, levy):
+    if isinstance(generator, SampleSeeds):  # per-sample seeds: each sample's path from its own generator
+        return _PerSampleBrownian([_brownian(kind, t1, (1, *size[1:]), device, dtype, g, levy) for g in generator.generators])
+    entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device).item())
     if kind == "interval":
         return torchsde.BrownianInterval(t0=0.0, t1=t1, size=size, device=device, dtype=dtype, entropy=entropy,
                                          levy_area_approximation=levy)
@@ -67,8 +89,8 @@ class TorchSDESampler(Sampler):
         check_choice(brownian, "brownian", BROWNIAN)
         if brownian != "interval" and method in LEVY_METHODS:
             raise ValueError(f"method {method!r} needs brownian='interval' (space-time Lévy area), got {brownian!r}")
-        if self.ts is not None:
-            raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts")
+        if self.ts is not None or self.grid != "uniform":
+            raise ValueError("the torchsde sampler needs a uniform grid: give steps and eps, not ts or another grid")
         self.method, self.brownian = method, brownian
 
     def integrate(self, score, sde, x, ts, generator):
@@ -76,9 +98,8 @@ class TorchSDESampler(Sampler):
             return x
         shape = x.shape
         span = torch.tensor([0.0, (ts[0] - ts[-1]).item()], device=x.device, dtype=x.dtype)  # s-grid in x's dtype
-        entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=x.device).item())
         levy = "space-time" if self.method in LEVY_METHODS else "none"
-        bm = _brownian(self.brownian, span[1].item(), (shape[0], x[0].numel()), x.device, x.dtype, entropy, levy)
+        bm = _brownian(self.brownian, span[1].item(), (shape[0], x[0].numel()), x.device, x.dtype, generator, levy)
         rsde = _ReverseSDE(score, sde, shape, ts[0].item(), METHODS[self.method])
         ys = torchsde.sdeint(rsde, x.flatten(1), span, bm=bm, method=self.method, dt=span[1].item() / (len(ts) - 1))
         x = ys[-1].view(shape)
