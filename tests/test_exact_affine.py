@@ -546,9 +546,9 @@ def test_langevin_step_size_rules():
 @pytest.mark.parametrize("sde_name", list(SDES))
 @pytest.mark.parametrize("n", [3, 12])
 def test_dpm_solver_grid_is_uniform_in_log_snr(n, sde_name):
-    """The default grid runs from T to sampling_eps in equal steps of λ_t = log(α_t/σ_t) (Lu et al. 2022)."""
+    """grid="logsnr" runs from T to sampling_eps in equal steps of λ_t = log(α_t/σ_t) (Lu et al. 2022)."""
     ref, sde = Reference(sde_name), SDES[sde_name]()
-    ts = DPMSolverSampler(steps=n).time_grid(sde).tolist()
+    ts = DPMSolverSampler(steps=n, grid="logsnr").time_grid(sde).tolist()
     lam = [math.log(ref.marginals(t)[0] / ref.marginals(t)[1]) for t in ts]
     steps = [b - a for a, b in zip(lam[:-1], lam[1:])]
     assert len(ts) == n and ts[0] == 1.0 and ts[-1] == sde.sampling_eps
