@@ -303,7 +303,7 @@ def print_table(problem, kind, rows, budgets):
         peer = min((best[lib] for lib in ("diffusers", "k-diffusion") if lib in best), key=lambda r: r["value"], default=None)
         cells = [("–" if lib not in best else f"{best[lib]['value']:.4f}" if lib.endswith("()") else
                   f"{best[lib]['value']:.4f} {best[lib]['config']} [{best[lib]['nfe']}]") for lib in libraries]
-        ratio = f"{best['scoresde']['value'] / peer['value']:.2f}" if peer and "scoresde" in best else "–"
+        ratio = f"{best['scoresde']['value'] / peer['value']:.3f}" if peer and "scoresde" in best else "–"
         print(f"| {budget} | {rows[0]['floor']} | " + " | ".join(cells) + f" | {ratio} |")
 
 

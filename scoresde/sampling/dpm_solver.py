@@ -2,10 +2,11 @@
 ODE in data prediction, orders 1–3 (see exponential.py for λ, h and x̂_0). With φ_1 = e^{−h} − 1,
     order 1 (DDIM, η = 0):  x_{k+1} = (σ_{k+1}/σ_k) x_k − α_{k+1} φ_1 m_0
     2M (Algorithm 2):       … − ½ α_{k+1} φ_1 D_1,  D_1 = (m_0 − m_1)/r_0
-    3M:                     … + α_{k+1} (φ_2 D_1 − φ_3 D_2),  φ_2 = φ_1/h + 1,  φ_3 = φ_2/h − ½,
+    3M:                     … + α_{k+1} (φ_2 D_1 − 2 φ_3 D_2),  φ_2 = φ_1/h + 1,  φ_3 = φ_2/h − ½,
 where m_j is the model's x̂_0 j steps back and r_j = h_{k−j−1}/h_k. The 3M differences are the Taylor
-terms of x̂_0 in λ from three points: D_1 ≈ h x̂_0', D_2 ≈ ½ h² x̂_0'' (Lu et al. 2022, Appendix; the
-dpm-solver code's third-order multistep update). One NFE per step; the first steps warm up at lower order.
+terms of x̂_0 in λ from three points: D_1 ≈ h x̂_0', D_2 ≈ ½ h² x̂_0'' (Lu et al. 2022, Appendix), and
+2 φ_3 is the exact weight of ½ h² x̂_0'' in the integral. diffusers 0.42.1 and k-diffusion 0.1.1 weight D_2
+by φ_3; that measures order 2.0, this order 3.0. One NFE per step; the first steps warm up at lower order.
 """
 from __future__ import annotations
 
