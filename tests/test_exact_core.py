@@ -273,13 +273,15 @@ def test_torchsde_brownian_motions():
 
     from scoresde.sampling.torchsde_sampler import _brownian
 
-    interval = _brownian("interval", 0.9, (2, 3), "cpu", F64, 5, "space-time")
-    tree = _brownian("tree", 0.9, (2, 3), "cpu", F64, 5, "none")
+    seeded = lambda: torch.Generator().manual_seed(5)  # the sampler's generator draws the Brownian entropy
+    entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=seeded()).item())
+    interval = _brownian("interval", 0.9, (2, 3), "cpu", F64, seeded(), "space-time")
+    tree = _brownian("tree", 0.9, (2, 3), "cpu", F64, seeded(), "none")
     assert isinstance(interval, torchsde.BrownianInterval) and isinstance(tree, torchsde.BrownianTree)
-    assert interval.levy_area_approximation == "space-time" and interval.entropy == 5
+    assert interval.levy_area_approximation == "space-time" and interval.entropy == entropy
     assert (interval._start, interval._end) == (0.0, 0.9) and interval.dtype == F64
     for bm, kind, levy in ((interval, "interval", "space-time"), (tree, "tree", "none")):
-        again = _brownian(kind, 0.9, (2, 3), "cpu", F64, 5, levy)
+        again = _brownian(kind, 0.9, (2, 3), "cpu", F64, seeded(), levy)
         assert bm(0.0, 0.9).shape == (2, 3) and torch.equal(bm(0.2, 0.7), again(0.2, 0.7))
     assert torch.equal(tree(0.0, 0.0), torch.zeros(2, 3, dtype=F64))  # w0 = 0 at t0 = 0
 

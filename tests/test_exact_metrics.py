@@ -74,7 +74,7 @@ def test_kid_by_hand():
     # F = 2 divides the inner product: k(a, b) = (aᵀb/2 + 1)³. Within each set aᵀb = 0; across, 0, 0, 4, 0.
     g1, g2 = torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 4.0]])
     assert metrics.kid(g1, g2, subsets=3)[0] == pytest.approx(1 + 1 - 2 * (1 + 1 + 27 + 1) / 4, rel=1e-12)
-    with pytest.raises(ValueError, match="at least 2 samples"):
+    with pytest.raises(ValueError, match="f1 must hold at least 2 real-valued samples"):
         metrics.kid(f1[:1], f2)
 
 
