@@ -79,6 +79,12 @@ _EQUIVALENT = [
      "a defensive clamp: σ_t² − a²σ_s² ≥ 0 for s < t, and no rounded value was negative on 5000 times × 5 "
      "step sizes (1e-7 … 1e-3) × 4 SDEs × float32/float64",
      ["`(sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)` → `sigma_t ** 2 - (a * sigma_s) ** 2`"]),
+    ("scoresde/sde.py", "SDE.timestep",
+     "the upper clamp is inactive for valid times: t ≤ T (checked) rounds to at most step N, index N − 1",
+     ["`1` → `0` #2"]),
+    ("scoresde/sde.py", "VPSDE.discrete_marginal_coeffs",
+     "the tolerance of the 'is a DDPM step' check: grid_marginals asks only for times within 1e-6 · N of one",
+     ["`1e-6` → `1.0099999999999999e-06`"]),
     ("scoresde/schedules.py", "CosineSchedule.beta",
      "torch.where replaces every t ≥ t_clip by the clip, and the unclamped tan there is finite (θ ≤ π/2), "
      "also in its gradient",

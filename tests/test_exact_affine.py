@@ -41,6 +41,7 @@ class Reference:
     def __init__(self, name):
         self.name = name
         self.prior_std = math.sqrt(50.0**2 - 0.01**2) if name == "ve" else 1.0
+        self.sampling_eps = 1e-5 if name == "ve" else 1e-3  # the documented default end of the grid
         s, clip = 0.008, -1000 * math.log(1 - 0.999)  # cosine offset; β clip −N log(1 − max_beta)
         self._cos = lambda t: math.cos((t + s) / (1 + s) * math.pi / 2) ** 2
         self._cos_beta = lambda t: math.pi / (1 + s) * math.tan((t + s) / (1 + s) * math.pi / 2)
@@ -255,7 +256,7 @@ def test_default_uniform_grid(case, denoise, sde_name):
     the continuous ᾱ(t) (the whole grid decides, not its last point).
     """
     ref, sde = Reference(sde_name), SDES[sde_name]()
-    ts = torch.linspace(1.0, sde.sampling_eps, 6, dtype=F64).tolist()
+    ts = torch.linspace(1.0, ref.sampling_eps, 6, dtype=F64).tolist()
     score = AffineScore(gaussian(dim=DIM, seed=2), ref.marginals)
     extra = {"grid": "uniform"} if case.startswith("dpm") else {}
     x, nfe = sample(sampler_for(case, steps=6, denoise=denoise, **extra), score, sde, seed=5)
@@ -270,7 +271,7 @@ def test_default_uniform_grid(case, denoise, sde_name):
 def test_one_and_two_grid_times(case, steps):
     """steps=1 is the grid [T]: no move, PC's last corrector, Tweedie at T; steps=2 is one move from T to eps (VE)."""
     ref, sde = Reference("ve"), SDES["ve"]()
-    ts = [1.0, sde.sampling_eps][:steps]
+    ts = [1.0, ref.sampling_eps][:steps]
     score = AffineScore(gaussian(dim=DIM, seed=7), ref.marginals)
     x, nfe = sample(sampler_for(case, steps=steps), score, sde, seed=8)
     plan = affine_plan(case, ref, ts)
@@ -551,10 +552,10 @@ def test_dpm_solver_grid_is_uniform_in_log_snr(n, sde_name):
     ts = DPMSolverSampler(steps=n, grid="logsnr").time_grid(sde).tolist()
     lam = [math.log(ref.marginals(t)[0] / ref.marginals(t)[1]) for t in ts]
     steps = [b - a for a, b in zip(lam[:-1], lam[1:])]
-    assert len(ts) == n and ts[0] == 1.0 and ts[-1] == sde.sampling_eps
+    assert len(ts) == n and ts[0] == 1.0 and ts[-1] == ref.sampling_eps
     assert max(steps) - min(steps) < 1e-9 * abs(lam[-1] - lam[0]) and min(steps) > 0
     assert DPMSolverSampler(steps=n, grid="uniform").time_grid(sde).tolist() == pytest.approx(
-        torch.linspace(1.0, sde.sampling_eps, n, dtype=F64).tolist(), abs=1e-15)
+        torch.linspace(1.0, ref.sampling_eps, n, dtype=F64).tolist(), abs=1e-15)
 
 
 @pytest.mark.parametrize("call", [lambda: get_sampler("ddim", eta=1.0 + 1e-9), lambda: get_sampler("pc", snr=0.0),

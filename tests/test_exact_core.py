@@ -213,8 +213,8 @@ def test_dequantize_replays_its_uniform_noise():
 
 # -- boundaries of the schedules' and losses' ranges -----------------------------------------------------------------
 def test_range_boundaries():
-    """β_min = 0 is allowed (β(0) = 0, ∫β = t²/2 · β_max); s = 0, max_beta ∈ {0, 1}, a loss eps = T and a likelihood
-    eps ∈ {0, T} are not."""
+    """β_min = 0 is allowed (β(0) = 0, ∫β = t²/2 · β_max); s = 0, max_beta ∈ {0, 1}, a loss eps = T, a likelihood
+    eps ∈ {0, T} and σ_max = σ_min are not."""
     schedule = scoresde.LinearSchedule(beta_min=0.0, beta_max=2.0)
     assert schedule.beta(torch.zeros(1, dtype=F64)).item() == 0.0 and schedule.integral(torch.ones(1, dtype=F64)).item() == 1.0
     for kwargs, match in ((dict(s=0.0), "s "), (dict(max_beta=0.0), "max_beta"), (dict(max_beta=1.0), "max_beta")):
@@ -225,6 +225,14 @@ def test_range_boundaries():
     for eps in (0.0, 1.0):
         with pytest.raises(ValueError):
             likelihood(lambda x, t: -x, scoresde.VPSDE(), torch.zeros(2, 2), eps=eps)
+    with pytest.raises(ValueError, match="sigma_max"):
+        scoresde.VESDE(sigma_min=1.0, sigma_max=1.0)
+
+
+def test_timestep_below_the_first_ddpm_step_is_index_0():
+    """t < 1.5 T/N rounds to DDPM step 1 (index 0), never to index −1, which would wrap to the last step."""
+    sde = scoresde.VPSDE()
+    assert sde.timestep(torch.tensor([1e-5, 4e-4, 1.4e-3, 1.6e-3, 1.0], dtype=F64)).tolist() == [0, 0, 0, 1, 999]
 
 
 # -- the torchsde sampler's SDE in s = T − t ---------------------------------------------------------------------------
