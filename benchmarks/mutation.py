@@ -57,7 +57,7 @@ TESTS = {
     "scoresde/losses.py": ["tests/test_exact_core.py", "tests/test_losses.py"],
     "scoresde/likelihood.py": ["tests/test_exact_core.py", "tests/test_likelihood.py"],
     "scoresde/metrics.py": ["tests/test_exact_metrics.py", "tests/test_metrics.py"],
-    "scoresde/training/ema.py": ["tests/test_training.py", "-k", "ema or resume_is_bit_exact"],
+    "scoresde/training/ema.py": ["tests/test_run.py", "-k", "ema_warmup or ema_without"],
     "scoresde/sampling/__init__.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/ancestral.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/base.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],

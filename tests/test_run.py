@@ -113,6 +113,7 @@ def test_ema_warmup_uses_the_documented_rates_exactly():
     """Update n uses r_n = min(rate, (1 + n)/(10 + n)): ema ← r_n ema + (1 − r_n) θ_n, checked in float64."""
     model = _scalar_model(0.0).double()
     ema = EMA(model, rate=0.5, warmup=True)
+    assert not any(p.requires_grad for p in ema.model.parameters())  # the average is never trained itself
     expected, values = 0.0, [1.0, -2.0, 4.0, 3.0, 0.5, 8.0, -1.0, 2.0, 7.0, 5.0, 6.0]
     for n, v in enumerate(values):
         with torch.no_grad():
