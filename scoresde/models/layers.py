@@ -30,8 +30,13 @@ class GaussianFourierProjection(nn.Module):
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups, or the largest power of two dividing `channels` when 32 does not."""
-    return nn.GroupNorm(num_groups=math.gcd(32, channels), num_channels=channels, eps=1e-6)
+    """GroupNorm with 32 groups (DDPM) when there are at least 4 channels per group, else fewer groups of 4 or more.
+
+    A group of one channel would subtract each channel's own mean, and with it the per-channel time (and
+    label) embedding that ResBlock adds just before its second norm: a U-Net with 32 or fewer channels
+    would then ignore t and y entirely. For 128 or more channels this is DDPM's GroupNorm(32).
+    """
+    return nn.GroupNorm(num_groups=math.gcd(32, max(channels // 4, 1)), num_channels=channels, eps=1e-6)
 
 
 class ResBlock(nn.Module):
