@@ -32,9 +32,14 @@ def test_cifar10_pickles(tmp_path):
     x, y = load_cifar10(str(tmp_path))
     assert x.shape == (20, 3, 32, 32) and y.shape == (20,)
     data = build_data("cifar10", root=str(tmp_path), image_size=32, n_eval=4)
-    batch = data.train_batch(0, 8, seed=0)
+    batch, labels = data.train_batch(0, 8, seed=0)
     assert batch.shape == (8, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1
-    assert torch.equal(batch, data.train_batch(0, 8, seed=0)) and not torch.equal(batch, data.train_batch(1, 8, seed=0))
+    assert torch.equal(batch, data.train_batch(0, 8, seed=0)[0]) and not torch.equal(batch, data.train_batch(1, 8, seed=0)[0])
+    # each image keeps its own label: the pickles' labels 1–4 repeat per batch file, so find the image in x
+    for img, label in zip(((batch + 1) / 2 * 255).round().to(torch.uint8), labels):
+        match = (x == img).flatten(1).all(1).nonzero()[:, 0]
+        assert len(match) >= 1 and int(label) in y[match].tolist()
+    assert data.num_classes == 5 and data.eval_labels.tolist() == [1, 2, 3, 4]
 
 
 def test_image_folder(tmp_path):
@@ -56,9 +61,29 @@ def test_missing_data_says_where_to_put_it(tmp_path):
 @pytest.mark.parametrize("name", sorted(TOY))
 def test_toy_data_is_deterministic_per_step(name):
     data = build_data(name, n_eval=100)
-    a, b = data.train_batch(3, 64, seed=1), data.train_batch(3, 64, seed=1)
-    assert a.shape == (64, 2) and torch.equal(a, b) and not torch.equal(a, data.train_batch(4, 64, seed=1))
+    (a, ya), (b, yb) = data.train_batch(3, 64, seed=1), data.train_batch(3, 64, seed=1)
+    assert a.shape == (64, 2) and torch.equal(a, b) and not torch.equal(a, data.train_batch(4, 64, seed=1)[0])
     assert data.eval_data.shape == (100, 2) and data.eval_data.abs().max() < 5
+    if name == "swiss_roll":
+        assert ya is None and data.eval_labels is None and data.num_classes == 0
+    else:
+        assert torch.equal(ya, yb) and ya.shape == (64,) and data.eval_labels.shape == (100,)
+        assert set(data.eval_labels.tolist()) == set(range(data.num_classes))
+
+
+def test_toy_labels_name_the_mixture_part():
+    """eight Gaussians: the label is the Gaussian whose centre is nearest; checkerboard: the square; moons: the moon."""
+    import math
+    x, y = TOY["eight_gaussians"](2000, torch.Generator().manual_seed(0), return_labels=True)
+    angle = torch.atan2(x[:, 1], x[:, 0]) % (2 * math.pi)
+    assert torch.equal(((angle / (math.pi / 4)).round().long() % 8), y)
+    x, y = TOY["checkerboard"](2000, torch.Generator().manual_seed(0), return_labels=True)
+    col, row = torch.floor(x[:, 0]).long() + 2, (torch.floor(x[:, 1]).long() + 2) // 2
+    assert torch.equal(2 * col + (1 - row), y)
+    x, y = TOY["moons"](2000, torch.Generator().manual_seed(0), return_labels=True)
+    assert ((x[y == 1, 1].mean() - x[y == 0, 1].mean()) > 0.5)
+    with pytest.raises(ValueError, match="swiss_roll has no class labels"):
+        TOY["swiss_roll"](4, return_labels=True)
 
 
 def test_unknown_dataset():

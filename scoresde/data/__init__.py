@@ -1,4 +1,8 @@
-"""Training and held-out data. Every batch is a pure function of (seed, step), so resumed runs repeat exactly."""
+"""Training and held-out data. Every batch is a pure function of (seed, step), so resumed runs repeat exactly.
+
+A data set has `shape` (per sample), `is_image`, `num_classes` (0: no labels), held-out `eval_data` and
+`eval_labels` (None without labels), and `train_batch(step, batch_size, seed) → (x, y)`, y None without labels.
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +12,7 @@ import torch
 
 from .._utils import ArgumentTypeError, check_bool, check_choice, check_positive_int, describe
 from .images import IMAGE_DATASETS
-from .toy import TOY
+from .toy import NUM_CLASSES as TOY_CLASSES, TOY
 
 DATASETS = sorted(TOY) + sorted(IMAGE_DATASETS)
 
@@ -29,11 +33,18 @@ class ToyData:
     def __init__(self, name: str, n_eval: int = 2000, seed: int = 0):
         check_choice(name, "name", TOY)
         self.name, self.sample_fn, self.shape = name, TOY[name], (2,)
-        self.eval_data = self.sample_fn(n_eval, stream_generator(seed, 1 << 20))  # never overlaps training streams
+        self.num_classes = TOY_CLASSES.get(name, 0)
+        self.eval_data, self.eval_labels = self._draw(n_eval, stream_generator(seed, 1 << 20))  # never overlaps training
 
-    def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    def _draw(self, n, generator):
+        if self.num_classes:
+            return self.sample_fn(n, generator, return_labels=True)
+        return self.sample_fn(n, generator), None
+
+    def train_batch(self, step: int, batch_size: int, seed: int):
+        """(x [B, 2], labels [B] or None)."""
         check_positive_int(batch_size, "batch_size")
-        return self.sample_fn(batch_size, stream_generator(seed, step))
+        return self._draw(batch_size, stream_generator(seed, step))
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -44,10 +55,19 @@ class ImageData:
 
     is_image = True
 
-    def __init__(self, images: torch.Tensor, eval_images: torch.Tensor, centered: bool = True, random_flip: bool = False):
+    def __init__(self, images: torch.Tensor, eval_images: torch.Tensor, centered: bool = True, random_flip: bool = False,
+                 labels: torch.Tensor | None = None, eval_labels: torch.Tensor | None = None):
         for name, u in (("images", images), ("eval_images", eval_images)):
             if not isinstance(u, torch.Tensor) or u.dtype != torch.uint8 or u.ndim != 4 or len(u) == 0:
                 raise ValueError(f"{name} must be a non-empty uint8 tensor [N, C, H, W], got {describe(u)}")
+        if (labels is None) != (eval_labels is None):
+            raise ValueError("give labels and eval_labels together, or neither")
+        for name, y, u in (("labels", labels, images), ("eval_labels", eval_labels, eval_images)):
+            if y is not None and (not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(u),)
+                                  or bool((y < 0).any())):
+                raise ValueError(f"{name} must be an int64 tensor [{len(u)}] of labels >= 0, got {describe(y)}")
+        self.labels, self.eval_labels = labels, eval_labels
+        self.num_classes = 0 if labels is None else int(max(labels.max(), eval_labels.max())) + 1
         if eval_images.shape[1:] != images.shape[1:]:
             raise ValueError(f"eval_images must have the images' shape {tuple(images.shape[1:])} per sample, "
                              f"got {tuple(eval_images.shape[1:])}")
@@ -65,7 +85,8 @@ class ImageData:
         """Back to [0, 1] for saving pictures."""
         return ((x + 1) / 2 if self.centered else x).clamp(0, 1)
 
-    def train_batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    def train_batch(self, step: int, batch_size: int, seed: int):
+        """(x [B, C, H, W], labels [B] or None)."""
         check_positive_int(batch_size, "batch_size")
         check_positive_int(step, "step", minimum=0)
         per_epoch = len(self.images) // batch_size
@@ -73,11 +94,12 @@ class ImageData:
             raise ValueError(f"training.batch_size={batch_size} exceeds the data set's {len(self.images)} images")
         epoch, k = divmod(step, per_epoch)
         perm = torch.randperm(len(self.images), generator=stream_generator(seed, 1 << 21, epoch))
-        x = self.scale(self.images[perm[k * batch_size:(k + 1) * batch_size]])
+        idx = perm[k * batch_size:(k + 1) * batch_size]
+        x = self.scale(self.images[idx])
         if self.random_flip:
             flip = torch.rand(batch_size, generator=stream_generator(seed, 1 << 22, step)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+        return x, (None if self.labels is None else self.labels[idx])
 
 
 def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: bool = True,
@@ -93,9 +115,11 @@ def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: 
     check_positive_int(seed, "seed", minimum=0)
     if dataset in TOY:
         return ToyData(dataset, n_eval=n_eval, seed=seed)
-    train, _ = IMAGE_DATASETS[dataset](root, "train")
-    test, _ = IMAGE_DATASETS[dataset](root, "test") if dataset != "image_folder" else (train[-n_eval:], None)
+    train, labels = IMAGE_DATASETS[dataset](root, "train")
+    test, test_labels = (IMAGE_DATASETS[dataset](root, "test") if dataset != "image_folder"
+                         else (train[-n_eval:], labels[-n_eval:]))
     if image_size and train.shape[-1] != image_size:
         raise ValueError(f"config.data.image_size={image_size} but {dataset} images are {train.shape[-1]}x{train.shape[-2]}; "
                          f"set config.data.image_size={train.shape[-1]} (scoresde does not resize)")
-    return ImageData(train, test[:n_eval], centered=centered, random_flip=random_flip)
+    return ImageData(train, test[:n_eval], centered=centered, random_flip=random_flip, labels=labels.long(),
+                     eval_labels=test_labels[:n_eval].long())
