@@ -27,22 +27,24 @@ def default_config() -> ml_collections.ConfigDict:
         n_eval=2000,              # held-out samples (toy data: drawn from a separate stream)
     )
     c.model = dict(
-        name="mlp",               # "mlp", "unet" (or "ncsnpp", not implemented yet)
+        name="mlp",               # "mlp", "unet", or "classifier" (a noise-aware classifier for classifier guidance)
         parameterization="eps",   # what the network predicts: eps, score, x0 or v
         time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
         hidden=256, layers=3, emb_dim=64,                       # mlp
         ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,          # unet
         attn_resolutions=(16,), dropout=0.1, embedding="sinusoidal",
         fourier_scale=16.0, skip_rescale=False,
-        num_classes=0,            # > 0: class-conditional U-Net (Python API only; training feeds no labels yet)
+        num_classes=0,            # > 0: class-conditional model (labels from the data; K = "no label"), or a
+                                  # classifier's classes (name="classifier": a noise-aware classifier p(y | x_t, t))
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
-        weighting="simple",       # simple (λ = σ²) or likelihood (λ = g²)
+        weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²) or v (λ = σ²/α², ‖v − v̂‖² on VP)
         importance_sampling=False,
         eps=1e-5,                 # t ~ U(eps, T)
         reduce="mean",            # mean or sum over data dimensions
+        p_uncond=0.1,             # conditional models: probability of training on "no label" (Ho & Salimans 2022)
     )
     c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
     c.training = dict(
@@ -61,10 +63,10 @@ def default_config() -> ml_collections.ConfigDict:
 CHOICES = {
     "sde.type": ("vp", "subvp", "ve"),
     "sde.schedule": ("linear", "cosine"),
-    "model.name": ("mlp", "unet", "ncsnpp"),
+    "model.name": ("mlp", "unet", "classifier", "ncsnpp"),
     "model.parameterization": ("eps", "score", "x0", "v"),
     "model.embedding": ("sinusoidal", "fourier"),
-    "loss.weighting": ("simple", "likelihood"),
+    "loss.weighting": ("simple", "likelihood", "v"),
     "loss.reduce": ("mean", "sum"),
 }
 _pos = (lambda v: v > 0, "> 0")
@@ -82,6 +84,7 @@ RULES = {
     **{k: _nonneg for k in ("data.image_size", "optim.warmup", "optim.grad_clip", "optim.weight_decay", "sde.beta_min",
                             "training.seed", "model.num_classes")},
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
+    "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
@@ -146,9 +149,8 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sde.sigma_max must be > config.sde.sigma_min = {config.sde.sigma_min}, got {config.sde.sigma_max}")
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
-    if config.model.num_classes:
-        raise ValueError(f"config.model.num_classes={config.model.num_classes}: class-conditional training is not wired "
-                         "into the training loop yet (UNet(num_classes=...) works in Python); use 0")
+    if config.model.name == "classifier" and not config.model.num_classes:
+        raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
     if config.model.name == "ncsnpp":
         raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
                          "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")

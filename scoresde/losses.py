@@ -4,7 +4,9 @@
 
 With λ(t) = σ_t² ("simple") and an ε-network (s_θ = −ε_θ/σ_t) the summand is ‖z − ε_θ(x_t, t)‖²:
 DDPM's L_simple, in continuous time. λ(t) = g(t)² ("likelihood") makes L an upper bound on the
-negative log-likelihood (Song, Durkan, Murray & Ermon 2021).
+negative log-likelihood (Song, Durkan, Murray & Ermon 2021). λ(t) = σ_t²/α_t² ("v") gives ‖ε − ε_θ‖²/α_t²,
+which on VP (α² + σ² = 1) is ‖v − v_θ‖², the v-prediction loss of Salimans & Ho 2022. It keeps the weight of
+high noise levels, where L_simple's ‖ε − ε_θ‖² = α_t² ‖v − v_θ‖² leaves a v-network untrained as α_t → 0.
 """
 from __future__ import annotations
 
@@ -34,7 +36,12 @@ def _likelihood(sde, t):
     return sde.coefficients(t)[1] ** 2
 
 
-WEIGHTINGS = {"simple": _simple, "likelihood": _likelihood}
+def _v(sde, t):
+    alpha, sigma = sde.marginal_coeffs(t)
+    return (sigma / alpha) ** 2
+
+
+WEIGHTINGS = {"simple": _simple, "likelihood": _likelihood, "v": _v}
 
 
 class LikelihoodImportanceSampler:
@@ -148,6 +155,49 @@ class DDPMLoss:
         if index.numel() and not bool(((index >= 0) & (index < self.sde.N)).all()):
             raise ValueError(f"index must lie in {{0, …, N−1}} = {{0, …, {self.sde.N - 1}}}, got values in "
                              f"[{index.min().item()}, {index.max().item()}]")
+
+
+def drop_labels(y: torch.Tensor, p_uncond: float, num_classes: int, generator=None) -> torch.Tensor:
+    """Label dropout (Ho & Salimans 2022, Algorithm 1): each label becomes ∅ = num_classes with probability
+    p_uncond, so one network learns the conditional and the unconditional score."""
+    p_uncond = check_real(p_uncond, "p_uncond", 0, 1)
+    check_positive_int(num_classes, "num_classes")
+    check_generator(generator, y.device)
+    drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
+class ClassifierLoss:
+    """Cross-entropy of a noise-aware classifier on x_t ~ q(x_t | x_0), t ~ U(eps, T): it learns p(y | x_t, t)
+    for classifier guidance (Dhariwal & Nichol 2021, Sec. 4; Song et al. 2021, App. I.1)."""
+
+    def __init__(self, sde: SDE, eps: float = 1e-5):
+        check_sde(sde)
+        self.sde = sde
+        self.eps = check_real(eps, "eps", 0, sde.T, inclusive=(False, False), symbol="(0, T)")
+
+    def noisy(self, x0: torch.Tensor, generator=None, t=None):
+        """(x_t, t) with t ~ U(eps, T) unless given."""
+        _check_batch_args(x0, generator, None)
+        if t is None:
+            t = self.eps + (self.sde.T - self.eps) * torch.rand(x0.shape[0], generator=generator, device=x0.device,
+                                                                 dtype=x0.dtype)
+        mean, std = self.sde.marginal_prob(x0, t)
+        return mean + append_dims(std, x0.ndim) * noise_like(x0, generator), t
+
+    def per_sample(self, classifier: Callable, x0: torch.Tensor, y: torch.Tensor, generator=None, t=None):
+        """Per-sample −log p_θ(y | x_t, t) [B]."""
+        check_callable(classifier, "classifier", "classifier(x, t) returning logits [B, K]")
+        if not isinstance(y, torch.Tensor) or y.shape != x0.shape[:1] or y.dtype != torch.long:
+            raise ValueError(f"y must be class labels, a long tensor [{x0.shape[0]}], got {describe(y)}")
+        x_t, t = self.noisy(x0, generator, t)
+        logits = classifier(x_t, t)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x0.shape[0]:
+            raise ValueError(f"classifier must return logits [B, K], got {describe(logits)}")
+        return torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")
+
+    def __call__(self, classifier, x0, y, generator=None, t=None) -> torch.Tensor:
+        return self.per_sample(classifier, x0, y, generator, t).mean()
 
 
 def _check_batch_args(x0, generator, noise) -> None:

@@ -37,6 +37,20 @@ def test_simple_weighting_is_l_simple(name, device):
     assert loss.item() == pytest.approx(l_simple.item(), rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["vp", "vp_cosine"])
+def test_v_weighting_is_the_v_prediction_loss(name, device):
+    """Same x_0, t, ε: σ²/α²-weighted DSM of a v-network equals ‖v − v_θ(x_t, t)‖², v = α ε − σ x_0 (VP)."""
+    sde = SDES[name]()
+    torch.manual_seed(0)
+    net = TinyEpsNet(5).to(device, F64)  # read as a v-network
+    x0, z = torch.randn(256, 5, dtype=F64, device=device), torch.randn(256, 5, dtype=F64, device=device)
+    t = torch.rand(256, dtype=F64, device=device) * 0.999 + 1e-3
+    loss = DSMLoss(sde, "v")(get_score_fn(net, sde, "v"), x0, t=t, noise=z)
+    alpha, sigma = (c[:, None] for c in sde.marginal_coeffs(t))
+    v = alpha * z - sigma * x0
+    assert loss.item() == pytest.approx(((v - net(alpha * x0 + sigma * z, t)) ** 2).mean().item(), rel=1e-12)
+
+
 def test_ddpm_loss_is_algorithm_1():
     sde = scoresde.VPSDE()
     torch.manual_seed(0)
@@ -121,7 +135,7 @@ def test_user_weighting_callable():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(weighting="uniform"), r"weighting must be one of \['likelihood', 'simple'\], got 'uniform'"),
+    (dict(weighting="uniform"), r"weighting must be one of \['likelihood', 'simple', 'v'\], got 'uniform'"),
     (dict(reduce="max"), r"reduce must be one of \['mean', 'sum'\], got 'max'"),
     (dict(eps=0.0), r"eps must lie in \(0, T\)"),
     (dict(weighting="simple", importance_sampling=True), "importance_sampling=True needs weighting='likelihood'"),
