@@ -82,14 +82,45 @@ class GaussianMixture:
         """score_fn(x, t) for data of any shape [B, ...] whose flattening has D entries."""
         return lambda x, t: self.score(sde, x.flatten(1), t).reshape(x.shape)
 
-    def sample(self, n, generator=None, device="cpu", dtype=torch.float64):
+    def class_logits(self, sde, x, t):
+        """log w_k p_t(x | k) [B, K]: logits of the exact noise-aware classifier p(k | x_t) (Bayes' rule)."""
+        return self._components(x, *sde.marginal_coeffs(t))[0]
+
+    def classifier(self, sde):
+        """classifier(x, t) → logits [B, K] of p(k | x_t): the exact noise-aware classifier."""
+        return lambda x, t: self.class_logits(sde, x.flatten(1), t)
+
+    def conditional_score_fn(self, sde):
+        """score_fn(x, t, y=None) of the class-conditional model whose classes are the components:
+        ∇ log p_t(x | y) for labels y [B] in {0…K−1}; y = None or K gives the mixture's score ∇ log p_t(x)."""
+        K = len(self.weights)
+
+        def score_fn(x, t, y=None):
+            logp, prec_diff = self._components(x.flatten(1), *sde.marginal_coeffs(t))
+            unconditional = -(torch.softmax(logp, dim=1)[..., None] * prec_diff).sum(1)
+            if y is None:
+                return unconditional.reshape(x.shape)
+            y = y.to(x.device).long().expand(x.shape[0])
+            per_class = -prec_diff.gather(1, y.clamp(max=K - 1)[:, None, None].expand(-1, 1, self.dim))[:, 0]
+            return torch.where((y == K)[:, None], unconditional, per_class).reshape(x.shape)
+
+        score_fn.num_classes = K
+        return score_fn
+
+    def component(self, k: int) -> "GaussianMixture":
+        """The class-k distribution N(μ_k, Σ_k), as a one-component mixture."""
+        return GaussianMixture([1.0], self.means[k:k + 1], self.covs[k:k + 1])
+
+    def sample(self, n, generator=None, device="cpu", dtype=torch.float64, return_labels: bool = False):
+        """n samples [n, D]; with return_labels=True also their components [n] (the class labels)."""
         check_positive_int(n, "n")
         check_generator(generator, "cpu")  # the draws are made on the CPU, then moved
         device, dtype = check_device(device), check_dtype(dtype)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator).to(device)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64).to(device, dtype)
         Q, lam, mu = self.Q.to(device, dtype), self.lam.to(device, dtype), self.means.to(device, dtype)
-        return mu[k] + torch.einsum("bde,be->bd", Q[k], lam[k].sqrt() * z)
+        x = mu[k] + torch.einsum("bde,be->bd", Q[k], lam[k].sqrt() * z)
+        return (x, k) if return_labels else x
 
     def mean(self):
         return (self.weights[:, None] * self.means).sum(0)

@@ -60,7 +60,11 @@ def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, tar
 
 
 def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True) -> Callable:
-    """Wrap `model(x, label)` into `score_fn(x, t)`, the only thing samplers and likelihoods call.
+    """Wrap `model(x, label[, y])` into `score_fn(x, t, y=None)`, the only thing samplers and likelihoods call.
+
+    y: class labels [B] for a class-conditional model (`model.num_classes` = K > 0, declared on the result
+    as `score_fn.num_classes`); y = None, or the label K, is "no label". Samplers call score_fn(x, t):
+    conditioning and guidance bind y first (`scoresde.guidance`).
 
     continuous=True: the model receives t itself (float [B] in (0, T]); scale it inside the model if
     its time embedding needs it (the U-Net's `time_scale`). The conversion uses α_t, σ_t of ᾱ(t).
@@ -75,16 +79,18 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
-    def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if continuous:
             label, (alpha, sigma) = t, sde.marginal_coeffs(t)
         else:
             label = sde.timestep(t)
             abar = sde.alphas_cumprod.to(x.device)[label]  # float64: in float32, 1 − ᾱ loses digits near t = 0
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
-        return convert(model(x, label), x, alpha, sigma, parameterization, "score")
+        out = model(x, label) if y is None else model(x, label, y)
+        return convert(out, x, alpha, sigma, parameterization, "score")
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous
+    score_fn.num_classes = getattr(model, "num_classes", None) or 0  # > 0: y in {0…K−1}, K is "no label"
     return score_fn
 
 

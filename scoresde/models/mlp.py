@@ -8,7 +8,8 @@ from .layers import sinusoidal_embedding
 
 
 class MLP(nn.Module):
-    """f(x, t) for x [B, dim]: x and a sinusoidal embedding of t go through SiLU layers."""
+    """f(x, t, y) for x [B, dim]: x and a sinusoidal embedding of t (plus a learnt one of the label y; y = None
+    or num_classes is "no label") go through SiLU layers."""
 
     def __init__(self,
                  dim: int = 2,                 # data dimension
@@ -16,9 +17,11 @@ class MLP(nn.Module):
                  layers: int = 3,              # number of hidden layers
                  emb_dim: int = 64,            # size of the time embedding
                  time_scale: float = 1.0,      # t is multiplied by this before embedding (1000 for t in [0, 1])
+                 num_classes: int | None = None,  # class-conditional with this many classes (+1 "no label")
                  ):
         super().__init__()
-        self.emb_dim, self.time_scale = emb_dim, time_scale
+        self.emb_dim, self.time_scale, self.num_classes = emb_dim, time_scale, num_classes
+        self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         sizes = [dim + emb_dim] + [hidden] * layers
         blocks = []
         for a, b in zip(sizes[:-1], sizes[1:]):
@@ -27,4 +30,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = sinusoidal_embedding(t * self.time_scale, self.emb_dim).to(x.dtype)
+        if self.label_emb is not None:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+            emb = emb + self.label_emb(y).to(x.dtype)
         return self.net(torch.cat([x, emb], dim=1))

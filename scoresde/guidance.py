@@ -1,0 +1,182 @@
+"""Class conditioning and guidance: each turns a label-aware score s(x, t, y) into a score of (x, t) alone,
+so every sampler runs it unchanged.
+
+    conditional(s, y)                 s(x, t, y)
+    classifier_free(s, y, w)          (1 + w) s(x, t, y) − w s(x, t, ∅)        Ho & Salimans 2022, Eq. 6
+    classifier_guidance(s, c, y, λ)   s(x, t) + λ ∇_x log p_c(y | x, t)      Dhariwal & Nichol 2021, Alg. 1;
+                                                                            Song et al. 2021, Eq. 48
+w follows Ho & Salimans: w = 0 is the conditional model, w = −1 the unconditional one, and w > 0 samples
+∝ p(x | y)^(1+w) p(x)^(−w) (at each noise level). diffusers' and Imagen's `guidance_scale` is g = 1 + w.
+
+Labels are integers in {0, …, K−1} for a model with K = `score_fn.num_classes` classes; K itself is
+"no label" (∅), the label the model learnt under label dropout. A guided score with w ∉ {0, −1} evaluates
+the conditional and the unconditional prediction in one network call on a doubled batch; it declares
+`batch_factor = 2`, so NFE counts network calls and reports say each is on 2B samples.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ._utils import ArgumentTypeError, check_callable, check_real, check_score_fn, describe
+
+# What a wrapped score passes on from the score it wraps: samplers read these (time convention, ...).
+_DECLARED = ("continuous", "parameterization", "num_classes")
+
+
+def _declare(fn: Callable, score_fn: Callable, batch_factor: int = 1) -> Callable:
+    for key in _DECLARED:
+        if hasattr(score_fn, key):
+            setattr(fn, key, getattr(score_fn, key))
+    fn.batch_factor = batch_factor * getattr(score_fn, "batch_factor", 1)
+    return fn
+
+
+def num_classes(score_fn: Callable) -> int:
+    """K, the number of classes a score function's model was trained with (0: unconditional)."""
+    k = getattr(score_fn, "num_classes", 0)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"score_fn.num_classes must be a non-negative integer, got {k!r}")
+    return k
+
+
+def check_labels(y, num_classes: int, name: str = "y", allow_null: bool = True) -> torch.Tensor:
+    """y as a long tensor: an int or a 1-D integer tensor/list with values in {0…K−1} (or K, "no label")."""
+    if num_classes < 1:
+        raise ValueError(f"{name} given, but the model is unconditional (num_classes = 0); train it with "
+                         f"config.model.num_classes > 0 to condition on labels")
+    top = num_classes if allow_null else num_classes - 1
+    accepted = f"integers in {{0, …, {top}}}" + (f" ({num_classes} = no label)" if allow_null else "")
+    if isinstance(y, bool) or not isinstance(y, (int, list, tuple, torch.Tensor)):
+        raise ArgumentTypeError(f"{name} must be an int or a 1-D tensor of {accepted}, got {describe(y)}")
+    try:
+        y = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"{name} must be {accepted}, got {describe(y)}") from None
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.ndim > 1:
+        raise ArgumentTypeError(f"{name} must be an int or a 1-D tensor of {accepted}, got {describe(y)}")
+    if y.numel() and not bool(((y >= 0) & (y <= top)).all()):
+        raise ValueError(f"{name} must be {accepted}, got values in [{int(y.min())}, {int(y.max())}]")
+    return y.long()
+
+
+def _expand(y: torch.Tensor, x: torch.Tensor, name: str = "y") -> torch.Tensor:
+    """Labels for the batch of x: a single label is repeated, a batch of labels must match."""
+    y = y.to(x.device)
+    if y.ndim == 0:
+        return y.expand(x.shape[0])
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} has {y.shape[0]} labels for a batch of {x.shape[0]}; give one label or one per sample")
+    return y
+
+
+def conditional(score_fn: Callable, y) -> Callable:
+    """s(x, t, y) as a score of (x, t): the class-conditional model (y = K: the unconditional one)."""
+    check_score_fn(score_fn)
+    y = check_labels(y, num_classes(score_fn))
+
+    def fn(x, t):
+        return score_fn(x, t, _expand(y, x))
+    return _declare(fn, score_fn)
+
+
+def classifier_free(score_fn: Callable, y, w: float) -> Callable:
+    """(1 + w) s(x, t, y) − w s(x, t, ∅) (Ho & Salimans 2022, Eq. 6), both in one network call on 2B samples.
+
+    w = 0 and w = −1 need one prediction and run on B samples: the conditional and the unconditional model.
+    """
+    check_score_fn(score_fn)
+    k = num_classes(score_fn)
+    y = check_labels(y, k, allow_null=False)
+    w = check_real(w, "w")
+    if w == 0:
+        return conditional(score_fn, y)
+    if w == -1:
+        return conditional(score_fn, k)
+
+    def fn(x, t):
+        labels = _expand(y, x)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        both = score_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, k)]))
+        cond, uncond = both.chunk(2)
+        return (1 + w) * cond - w * uncond
+    return _declare(fn, score_fn, batch_factor=2)
+
+
+def classifier_guidance(score_fn: Callable, classifier: Callable, y, scale: float = 1.0) -> Callable:
+    """s(x, t) + λ ∇_x log p(y | x, t) (Dhariwal & Nichol 2021, Algorithm 1; Song et al. 2021, Eq. 48).
+
+    classifier(x, t) returns logits [B, K] of a noise-aware classifier, called with the sampler's t (the
+    classifier is trained in continuous time, `scoresde.losses.ClassifierLoss`). The gradient is taken under
+    enable_grad, so it works inside the samplers' no_grad (and inference_mode). score_fn is called without
+    labels: an unconditional model, or a conditional one given y = ∅.
+    """
+    check_score_fn(score_fn)
+    check_callable(classifier, "classifier", "classifier(x, t) returning logits [B, K]")
+    scale = check_real(scale, "scale")
+    y = torch.as_tensor(y) if isinstance(y, (list, tuple)) else y
+    if isinstance(y, bool) or not isinstance(y, (int, torch.Tensor)):
+        raise ArgumentTypeError(f"y must be an int or a 1-D tensor of class labels, got {describe(y)}")
+    y = torch.as_tensor(y).long()
+
+    def fn(x, t):
+        return score_fn(x, t) + scale * classifier_gradient(classifier, x, t, _expand(y, x))
+    fn = _declare(fn, score_fn)
+    fn.classifier_guided = True  # each NFE also costs one classifier forward and backward pass
+    return fn
+
+
+def classifier_gradient(classifier: Callable, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∇_x log p(y | x, t) of a classifier returning logits, computed even under no_grad / inference_mode."""
+    with torch.inference_mode(False), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        t = (t.expand(x.shape[0]) if t.ndim == 0 else t).detach().clone()
+        logits = classifier(xg, t)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"classifier must return logits [B, K] = [{x.shape[0]}, K], got {describe(logits)}")
+        if int(y.max()) >= logits.shape[1] or int(y.min()) < 0:
+            raise ValueError(f"y must be class labels in {{0, …, {logits.shape[1] - 1}}} of the classifier's "
+                             f"{logits.shape[1]} classes, got values in [{int(y.min())}, {int(y.max())}]")
+        logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # bf16/fp16: in fp32
+        logp = F.log_softmax(logits, dim=1).gather(1, y[:, None]).sum()
+        (grad,) = torch.autograd.grad(logp, xg)
+    return grad.to(x.dtype)
+
+
+def guided(score_fn: Callable, y=None, w: float = 0.0, classifier: Callable | None = None,
+           classifier_scale: float = 1.0) -> Callable:
+    """The score a sampler should run: unchanged (y = None), conditional or classifier-free guided (w), and/or
+    classifier guided (classifier, classifier_scale). One entry point for Run.sample and the CLI."""
+    if y is None:
+        if w != 0:
+            raise ValueError(f"guidance w={w} needs class labels y")
+        if classifier is not None:
+            raise ValueError("classifier guidance needs class labels y")
+        return score_fn
+    if classifier is None:
+        return classifier_free(score_fn, y, w)
+    base = score_fn if num_classes(score_fn) == 0 and w == 0 else classifier_free(score_fn, y, w)
+    return classifier_guidance(base, classifier, y, classifier_scale)
+
+
+def guidance_scale_to_w(g: float) -> float:
+    """diffusers' / Imagen's guidance_scale g = 1 + w → Ho & Salimans' w."""
+    g = check_real(g, "guidance_scale")
+    return g - 1.0
+
+
+def describe_cost(score_fn: Callable) -> str:
+    """'' or a note on what one NFE costs, e.g. ' (each call on a doubled batch: classifier-free guidance)'."""
+    notes = []
+    factor = getattr(score_fn, "batch_factor", 1)
+    if factor != 1:
+        notes.append(f"each call on a {'doubled' if factor == 2 else f'{factor}x'} batch: classifier-free guidance")
+    if getattr(score_fn, "classifier_guided", False):
+        notes.append("plus one classifier gradient per call: classifier guidance")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+__all__ = ["conditional", "classifier_free", "classifier_guidance", "classifier_gradient", "guided", "num_classes",
+           "check_labels", "guidance_scale_to_w", "describe_cost"]
