@@ -25,3 +25,37 @@ def parse_options(items) -> dict:
             raise ValueError(f"--option must look like NAME=VALUE, got {item!r}")
         options[name] = _parse_value(text)
     return options
+
+
+def parse_labels(text: str | None, num_classes: int) -> list[int] | None:
+    """--labels: None, 'all' (every class), or comma-separated classes, e.g. '3' or '0,1,7'."""
+    if text is None:
+        return None
+    if num_classes < 1:
+        raise ValueError("--labels given, but the run is unconditional (config.model.num_classes = 0)")
+    if text.strip() == "all":
+        return list(range(num_classes))
+    labels = []
+    for part in text.split(","):
+        try:
+            labels.append(int(part.strip()))
+        except ValueError:
+            raise ValueError(f"--labels must be 'all' or comma-separated classes in 0..{num_classes - 1}, "
+                             f"got {text!r}") from None
+        if not 0 <= labels[-1] < num_classes:
+            raise ValueError(f"--labels must be classes in 0..{num_classes - 1}, got {labels[-1]}")
+    return labels
+
+
+def parse_floats(text: str, flag: str) -> list[float]:
+    """Comma-separated finite numbers, e.g. --guidance 0,1,3."""
+    import math
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(float(part.strip()))
+        except ValueError:
+            raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+        if not math.isfinite(values[-1]):
+            raise ValueError(f"{flag} must be finite numbers, got {text!r}")
+    return values

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from .data import build_data
-from .losses import DDPMLoss, DSMLoss
-from .models import MLP, UNet
+from ._utils import check_choice
+from .losses import ClassifierLoss, DDPMLoss, DSMLoss, drop_labels
+from .models import MLP, NoisyClassifier, UNet
 from .parameterization import get_score_fn
 from .sampling import get_sampler
 from .sde import VESDE, VPSDE, subVPSDE
@@ -25,12 +26,14 @@ def build_data_from_config(config):
                       random_flip=d.random_flip, n_eval=d.n_eval, seed=config.training.seed)
 
 
-def build_model(c, data_shape) -> torch.nn.Module:
-    """config.model and the data's per-sample shape → a network."""
-    if c.name == "mlp":
-        if len(data_shape) != 1:
-            raise ValueError(f"config.model.name='mlp' needs flat data, got per-sample shape {data_shape}; use 'unet'")
-        return MLP(dim=data_shape[0], hidden=c.hidden, layers=c.layers, emb_dim=c.emb_dim, time_scale=c.time_scale)
+def _mlp(c, data_shape):
+    if len(data_shape) != 1:
+        raise ValueError(f"config.model.name='mlp' needs flat data, got per-sample shape {data_shape}; use 'unet'")
+    return MLP(dim=data_shape[0], hidden=c.hidden, layers=c.layers, emb_dim=c.emb_dim, time_scale=c.time_scale,
+               num_classes=c.num_classes or None)
+
+
+def _unet(c, data_shape):
     if len(data_shape) != 3:
         raise ValueError(f"config.model.name='unet' needs images [C, H, W], got per-sample shape {data_shape}")
     return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
@@ -39,18 +42,76 @@ def build_model(c, data_shape) -> torch.nn.Module:
                 skip_rescale=c.skip_rescale, num_classes=c.num_classes or None)
 
 
+def _classifier(c, data_shape):
+    if not c.num_classes:
+        raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
+    return NoisyClassifier(shape=data_shape, num_classes=c.num_classes, ch=c.ch, ch_mult=tuple(c.ch_mult),
+                           num_res_blocks=c.num_res_blocks, dropout=c.dropout, time_scale=c.time_scale)
+
+
+# config.model.name -> (builder, objective): "score" networks are trained by DSM / DDPM's loss and sampled;
+# "classifier" networks learn p(y | x_t, t) by cross-entropy and guide a score model.
+MODELS = {"mlp": (_mlp, "score"), "unet": (_unet, "score"), "classifier": (_classifier, "classifier")}
+
+
+def objective(config) -> str:
+    """"score" or "classifier": what the run's network learns."""
+    return MODELS[check_choice(config.model.name, "config.model.name", MODELS)][1]
+
+
+def check_labels(config, data) -> None:
+    """A class-conditional model or a classifier needs labelled data with config.model.num_classes classes."""
+    K, dataset = config.model.num_classes, config.data.dataset
+    if K and not data.num_classes:
+        raise ValueError(f"config.model.num_classes={K} needs labelled data, but config.data.dataset={dataset!r} "
+                         f"has no labels; use 0 or a labelled data set")
+    if K and data.num_classes != K:
+        raise ValueError(f"config.model.num_classes={K}, but config.data.dataset={dataset!r} has {data.num_classes} "
+                         f"classes; set config.model.num_classes={data.num_classes}")
+
+
+def build_model(c, data_shape) -> torch.nn.Module:
+    """config.model and the data's per-sample shape → a network."""
+    return MODELS[check_choice(c.name, "config.model.name", MODELS)][0](c, tuple(data_shape))
+
+
 def build_score_fn(model, sde, config):
     return get_score_fn(model, sde, config.model.parameterization, continuous=config.loss.continuous)
 
 
 def build_loss_fn(sde, config):
-    """A function (model, x0, generator) → scalar loss."""
-    c = config.loss
+    """A function (model, x0, generator=None, y=None) → scalar loss; y are the batch's class labels (or None).
+
+    A class-conditional score model (config.model.num_classes > 0) sees each label replaced by "no label"
+    with probability config.loss.p_uncond (label dropout for classifier-free guidance); an unconditional
+    one ignores labels; a classifier needs them.
+    """
+    c, K = config.loss, config.model.num_classes
+    if objective(config) == "classifier":
+        ce = ClassifierLoss(sde, eps=c.eps)
+
+        def classifier_loss(model, x0, generator=None, y=None):
+            if y is None:
+                raise ValueError("training a classifier needs labelled data; config.data.dataset gives no labels")
+            return ce(model, x0, y, generator)
+        return classifier_loss
+
+    def labels(y, generator):
+        return drop_labels(y, c.p_uncond, K, generator) if K and y is not None else None
+
     if not c.continuous:
         ddpm = DDPMLoss(sde, parameterization=config.model.parameterization, reduce=c.reduce)
-        return lambda model, x0, generator=None: ddpm(model, x0, generator)
+
+        def ddpm_loss(model, x0, generator=None, y=None):
+            y = labels(y, generator)
+            return ddpm(model if y is None else (lambda x, i: model(x, i, y)), x0, generator)
+        return ddpm_loss
     dsm = DSMLoss(sde, c.weighting, eps=c.eps, reduce=c.reduce, importance_sampling=c.importance_sampling)
-    return lambda model, x0, generator=None: dsm(build_score_fn(model, sde, config), x0, generator)
+
+    def dsm_loss(model, x0, generator=None, y=None):
+        y, score_fn = labels(y, generator), build_score_fn(model, sde, config)
+        return dsm(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
+    return dsm_loss
 
 
 def build_sampler(config, name=None, steps=None, **options):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._args import parse_options, positive_int
+from ._args import parse_floats, parse_labels, parse_options, positive_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +50,16 @@ def _add_sample(sub):
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="sampler option, repeatable, e.g. --option snr=0.16 --option method=heun")
     p.add_argument("--out", default=None, help="output .npz path (default: WORKDIR/samples/<sampler>_<steps>.npz)")
+    g = p.add_argument_group("class-conditional runs (see README, Guidance)")
+    g.add_argument("--labels", default=None, metavar="CLASSES",
+                   help="classes to sample: 'all' or comma-separated, e.g. 3 or 0,1,7 (default: unconditional)")
+    g.add_argument("--guidance", default="0", metavar="W",
+                   help="classifier-free guidance w (Ho & Salimans: 0 = conditional, -1 = unconditional; "
+                        "diffusers' guidance_scale = 1 + w); comma-separated for a grid, with '=' before a leading "
+                        "minus: --guidance=-1,0,2 (default 0)")
+    g.add_argument("--classifier", default=None, metavar="WORKDIR",
+                   help="a trained noise-aware classifier run (config.model.name='classifier') for classifier guidance")
+    g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale λ (default 1)")
 
 
 def _add_eval(sub):
@@ -88,21 +98,58 @@ def cmd_train(args, overrides):
 
 
 def cmd_sample(args):
+    from .guidance import describe_cost
     from .run import load_run
     from .training.loop import save_samples
 
     run = load_run(args.workdir, args.device)
     sampler = run.sampler(args.sampler, args.steps, **parse_options(args.option))
     name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
-    x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size)
+    labels, ws = parse_labels(args.labels, run.num_classes), parse_floats(args.guidance, "--guidance")
+    classifier = load_run(args.classifier, run.device) if args.classifier else None
+    guide = {"classifier": classifier, "classifier_scale": args.classifier_scale}
+    if labels is None and (ws != [0.0] or classifier is not None):
+        raise ValueError("--guidance and --classifier need --labels (which classes to sample)")
+    if labels is not None and (len(labels) > 1 or len(ws) > 1):
+        return _sample_grid(args, run, sampler, name, steps, labels, ws, guide)
+    if labels is not None:
+        guide.update(labels=labels[0], guidance=ws[0])
+        name += f"_y{labels[0]}_w{ws[0]:g}"
+    x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size, **guide)
+    cost = describe_cost(run.guided_score(**{k: v for k, v in guide.items()})) if labels is not None else ""
     out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}.npz")
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")  # what np.savez writes; report the true name
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds, step=run.step)
     png = save_samples(x[:64] if run.is_image else x, run, out.with_suffix(".png"))
-    print(f"{len(x)} samples from step {run.step}, {nfe} NFE per batch, {seconds:.1f} s: wrote {out}"
+    print(f"{len(x)} samples from step {run.step}, {nfe} NFE per batch{cost}, {seconds:.1f} s: wrote {out}"
           + (f" and {png}" if png else ""))
+
+
+def _sample_grid(args, run, sampler, name, steps, labels, ws, guide):
+    """--labels with several classes or --guidance with several w: n samples per (class, w), the same seed in
+    every cell, and a picture with a row per class and a column per w."""
+    from .training.loop import save_guidance_grid
+
+    xs, start = [], time.perf_counter()
+    for y in labels:
+        for w in ws:
+            x, nfe, _ = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size,
+                                         labels=y, guidance=w, **guide)
+            xs.append(x)
+    seconds = time.perf_counter() - start
+    x = torch.stack(xs).reshape(len(labels), len(ws), *xs[0].shape)
+    out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}_grid.npz")
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, samples=x.numpy(), labels=np.array(labels), guidance=np.array(ws), step=run.step, seconds=seconds)
+    png = save_guidance_grid(x, labels, ws, run, out.with_suffix(".png"))
+    doubled = any(w not in (0, -1) for w in ws)
+    print(f"{len(labels)} classes x {len(ws)} guidance scales x {args.n} samples from step {run.step}, {nfe} NFE per "
+          f"batch" + (" (network calls; with w not 0 or -1 each is on a doubled batch)" if doubled else "")
+          + f", {seconds:.1f} s: wrote {out}" + (f" and {png}" if png else ""))
 
 
 def cmd_eval(args):
@@ -110,6 +157,12 @@ def cmd_eval(args):
     from .run import load_run
 
     run = load_run(args.workdir, args.device)
+    if run.objective == "classifier":  # a noise-aware classifier has no likelihood: its loss and accuracy
+        result = {"step": run.step, **run.evaluate()}
+        (Path(args.workdir) / "eval.json").write_text(json.dumps(result, indent=2))
+        print(f"step {run.step}: held-out cross-entropy {result['eval_loss']:.4f}, accuracy {result['eval_accuracy']:.3f} "
+              f"on noisy held-out inputs (t ~ U(eps, T)); wrote {Path(args.workdir) / 'eval.json'}")
+        return
     n = args.n or run.config.eval.n_bpd
     x = run.data.eval_data[:n].to(run.device)
     bpds, nfe = [], 0

@@ -28,7 +28,7 @@ import torch
 
 from . import metrics
 from ._utils import progress
-from ._args import parse_options, positive_int
+from ._args import parse_floats, parse_options, positive_int
 from .data import stream_generator
 from .run import load_run
 
@@ -57,6 +57,14 @@ def add_parser(sub):
     p.add_argument("--classifier-steps", type=positive_int, default=1500,
                    help="training steps of the feature classifier (default 1500)")
     p.add_argument("--bpd-n", type=int, default=0, help="also report bits/dim on this many held-out samples (default 0: skip)")
+    g = p.add_argument_group("class-conditional runs: guidance rows (see README, Guidance)")
+    g.add_argument("--guidance", default=None, metavar="W",
+                   help="comma-separated classifier-free guidance scales w (0 = conditional, -1 = unconditional): "
+                        "every sampler x budget row is repeated per w, classes drawn in turn, and the feature "
+                        "classifier's accuracy on the samples is reported (class fidelity); a list that starts "
+                        "with a negative number needs '=': --guidance=-1,0,2")
+    g.add_argument("--classifier", default=None, metavar="WORKDIR", help="a noise-aware classifier run: classifier guidance")
+    g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale (default 1)")
 
 
 # -- the plan ------------------------------------------------------------------------------------------------
@@ -120,14 +128,29 @@ def _rows_done(path: Path) -> dict:
 class Quality:
     """The metrics of a set of samples against the run's held-out reference, with bootstrap standard errors."""
 
-    def __init__(self, run, args):
+    def __init__(self, run, args, judge_classes: bool = False):
         self.run, self.seed = run, args.seed
         self.ref = run.data.eval_data
-        self.feature_fn = None
+        self.feature_fn = self.judge = None
         if run.is_image:
             self.feature_fn = _feature_fn(run, args)
             self.ref_feats = _batched(self.feature_fn, self.ref, run.device)
+        if judge_classes and run.is_image:  # the feature classifier names the class of each sample
+            from .data.images import IMAGE_DATASETS
+            from .features import feature_classifier
+            _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
+            self.judge = feature_classifier(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
         self.names = (("frechet_distance", "kid") if run.is_image else ("sliced_wasserstein", "mmd"))
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Class fidelity: the feature classifier's accuracy on samples x meant to show `labels`, with its
+        binomial standard error (images only; empty for points)."""
+        if self.judge is None:
+            return {}
+        pred = torch.cat([self.judge(x[i:i + 500].to(self.run.device)).argmax(1).cpu() for i in range(0, len(x), 500)])
+        p = (pred == labels[:len(pred)]).float().mean().item()
+        return {"accuracy": p, "accuracy_se": math.sqrt(max(p * (1 - p), 1e-12) / len(pred))}
 
     def settings(self, args) -> dict:
         """What determines the numbers besides the samples (part of every row's identity)."""
@@ -162,7 +185,10 @@ class Quality:
             x = data.scale(data.images[perm[:n]])
         else:
             x = data.sample_fn(n, stream_generator(self.seed, 1 << 24))
-        return {**self(x), "n_floor": len(x)}
+        out = {**self(x), "n_floor": len(x)}
+        if self.judge is not None:  # the ceiling of class fidelity: the classifier on held-out real images
+            out.update(self.accuracy(data.eval_data, data.eval_labels))
+        return out
 
 
 def _feature_fn(run, args):
@@ -183,19 +209,40 @@ def _batched(feature_fn, x, device, chunk: int = 500):
 
 # -- the command ---------------------------------------------------------------------------------------------
 
+def _guidance_plan(run_, args):
+    """[None] (unconditional rows), or the guidance scales w of --guidance (and 0 for --classifier alone)."""
+    if args.guidance is None and args.classifier is None:
+        return [None], None
+    if args.guidance is not None and not run_.num_classes:
+        raise ValueError(f"--guidance needs a class-conditional run (config.model.num_classes > 0); {args.workdir} "
+                         f"is unconditional")
+    ws = parse_floats(args.guidance, "--guidance") if args.guidance is not None else [0.0]
+    classifier = load_run(args.classifier, run_.device) if args.classifier else None
+    return ws, classifier
+
+
 def run(args):
     run_ = load_run(args.workdir, args.device)
     options = parse_options(args.option)
-    plan = parse_plan(run_, args.samplers, args.steps, options)
+    ws, classifier = _guidance_plan(run_, args)
+    plan = [{**entry, "guidance": w} for entry in parse_plan(run_, args.samplers, args.steps, options) for w in ws]
+    K = run_.num_classes or (classifier.num_classes if classifier else 0)
+    labels = torch.arange(args.n) % K if ws != [None] else None  # the classes in turn
+    guide = {} if labels is None else {"labels": labels, "classifier": classifier, "classifier_scale": args.classifier_scale}
     out = Path(args.out or Path(args.workdir) / "compare")
     (out / "samples").mkdir(parents=True, exist_ok=True)
     rows_path = out / "results.jsonl"
     done = _rows_done(rows_path)
-    quality = Quality(run_, args)
+    quality = Quality(run_, args, judge_classes=labels is not None)
     common = {"weights": weights_hash(run_.model), "step": run_.step, "seed": args.seed, "n": args.n,
               "batch_size": args.batch_size, **quality.settings(args)}
+    if classifier is not None:
+        common.update(classifier=weights_hash(classifier.model), classifier_scale=args.classifier_scale)
     for entry in plan:
-        entry["key"] = row_key({**common, "sampler": entry["sampler"], "steps": entry["steps"], "options": entry["options"]})
+        identity = {**common, "sampler": entry["sampler"], "steps": entry["steps"], "options": entry["options"]}
+        if entry["guidance"] is not None:
+            identity["guidance"] = entry["guidance"]
+        entry["key"] = row_key(identity)
     floor_key = row_key({**common, "sampler": "noise floor"})
     reused = sum(e["key"] in done for e in plan)
     print(f"comparing {len(plan)} sampler x budget rows on {args.workdir} (step {run_.step}), {args.n} samples each; "
@@ -206,10 +253,15 @@ def run(args):
     for entry in progress(plan, True, desc="compare"):
         if entry["key"] in done:
             continue
-        x, nfe, seconds = run_.timed_sample(args.n, entry["object"], seed=args.seed, batch_size=args.batch_size)
+        w = entry["guidance"]
+        x, nfe, seconds = run_.timed_sample(args.n, entry["object"], seed=args.seed, batch_size=args.batch_size,
+                                            **({} if w is None else {**guide, "guidance": w}))
         row = {"key": entry["key"], "sampler": entry["sampler"], "kind": entry["kind"], "steps": entry["steps"],
                "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **quality(x),
                "n": args.n, "seed": args.seed, "step": run_.step}
+        if w is not None:  # guidance rows: w, what one NFE costs, and class fidelity
+            row.update(guidance=w, batch_factor=2 if w not in (0, -1) and run_.num_classes else 1,
+                       **quality.accuracy(x, labels))
         np.save(out / "samples" / _sample_file(row), x[:2000].numpy())
         _append(rows_path, row)
         done[entry["key"]] = row
@@ -228,7 +280,8 @@ def _append(path: Path, row: dict):
 
 
 def _sample_file(row) -> str:
-    return f"{row['sampler'].replace(':', '-')}_{row['steps']}.npy"
+    w = f"_w{row['guidance']:g}" if row.get("guidance") is not None else ""
+    return f"{row['sampler'].replace(':', '-')}_{row['steps']}{w}.npy"
 
 
 def _bits_per_dim(run_, n, seed):
@@ -239,11 +292,16 @@ def _bits_per_dim(run_, n, seed):
     return r.bpd.mean().item()
 
 
+def series(row) -> str:
+    """The curve a row belongs to: its sampler (and guidance scale w, for guidance rows)."""
+    return row["sampler"] + (f" w={row['guidance']:g}" if row.get("guidance") is not None else "")
+
+
 def best_rows(rows, metric: str) -> dict:
-    """Per sampler, the largest-NFE row whose metric is within TIE_SE combined standard errors of its lowest."""
+    """Per sampler (and w), the largest-NFE row whose metric is within TIE_SE combined standard errors of its lowest."""
     best = {}
-    for name in dict.fromkeys(r["sampler"] for r in rows):
-        rs = [r for r in rows if r["sampler"] == name]
+    for name in dict.fromkeys(series(r) for r in rows):
+        rs = [r for r in rows if series(r) == name]
         low = min(rs, key=lambda r: r[metric])
         ties = [r for r in rs if r[metric] <= low[metric] + TIE_SE * math.hypot(low[f"{metric}_se"], r[f"{metric}_se"])]
         best[name] = max(ties, key=lambda r: r["nfe"])
@@ -264,14 +322,26 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
         writer.writerows(rows)
     (out / "results.json").write_text(json.dumps({"rows": [{k: r[k] for k in fields} for r in rows], **extra}, indent=2))
     floor = extra["noise_floor"]
-    lines = [f"| sampler | kind | steps | nfe | {metric} ± se | {second} ± se | seconds | samples_per_s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    guided = "guidance" in rows[0]
+    acc = "accuracy" in rows[0]
+    head = "| sampler | kind | steps | " + ("w | " if guided else "") + "nfe | "
+    lines = [head + f"{metric} ± se | {second} ± se | " + ("accuracy ± se | " if acc else "") + "seconds | samples_per_s |",
+             "|---|---|---:|" + ("---:|" if guided else "") + "---:|---:|---:|" + ("---:|" if acc else "") + "---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['sampler']} | {r['kind']} | {r['steps']} | {r['nfe']} | {_fmt(r[metric])} ± {_fmt(r[metric + '_se'])} "
-                     f"| {_fmt(r[second])} ± {_fmt(r[second + '_se'])} | {_fmt(r['seconds'])} | {_fmt(r['samples_per_s'])} |")
-    lines.append(f"| noise floor: {floor['n_floor']} real samples | data | | | {_fmt(floor[metric])} ± "
-                 f"{_fmt(floor[metric + '_se'])} | {_fmt(floor[second])} ± {_fmt(floor[second + '_se'])} | | |")
+        nfe = f"{r['nfe']}" + (" (2B)" if r.get("batch_factor", 1) == 2 else "")
+        lines.append(f"| {r['sampler']} | {r['kind']} | {r['steps']} | " + (f"{_fmt(r['guidance'])} | " if guided else "")
+                     + f"{nfe} | {_fmt(r[metric])} ± {_fmt(r[metric + '_se'])} | {_fmt(r[second])} ± {_fmt(r[second + '_se'])} | "
+                     + (f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | " if acc else "")
+                     + f"{_fmt(r['seconds'])} | {_fmt(r['samples_per_s'])} |")
+    lines.append(f"| noise floor: {floor['n_floor']} real samples | data | | " + ("| " if guided else "") +
+                 f"| {_fmt(floor[metric])} ± {_fmt(floor[metric + '_se'])} | {_fmt(floor[second])} ± "
+                 f"{_fmt(floor[second + '_se'])} | " + (f"{floor['accuracy']:.3f} (held-out images) | " if acc else "")
+                 + "| |")
     lines += ["", f"Weights of step {extra['step']}; ± is one bootstrap standard error ({BOOTSTRAP} resamplings)."]
+    if guided:
+        lines.append("w: classifier-free guidance (Ho & Salimans; diffusers' guidance_scale = 1 + w); NFE counts network "
+                     "calls, \"(2B)\" marks calls on a doubled batch. accuracy: the feature classifier's accuracy on the "
+                     "samples (class fidelity), ± its binomial standard error.")
     if "bits_per_dim" in extra:
         lines.append(f"bits_per_dim: {extra['bits_per_dim']:.4f}")
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -288,8 +358,8 @@ def _plots(rows, metric, floor, out, run_):
     except ImportError:
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name in dict.fromkeys(r["sampler"] for r in rows):
-        rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
+    for name in dict.fromkeys(series(r) for r in rows):
+        rs = sorted((r for r in rows if series(r) == name), key=lambda r: r["nfe"])
         ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r[f"{metric}_se"] for r in rs],
                     fmt="o-" if len(rs) > 1 else "*", label=name, ms=4, capsize=2, lw=1)
     lo, hi = floor[metric] - floor[f"{metric}_se"], floor[metric] + floor[f"{metric}_se"]
@@ -315,4 +385,27 @@ def _plots(rows, metric, floor, out, run_):
         ax.set_title(f"{name}\n{r['steps']} steps, {r['nfe']} NFE", fontsize=8)
     fig.savefig(out / "best_samples.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return [out / "quality_vs_nfe.png", out / "best_samples.png"]
+    written = [out / "quality_vs_nfe.png", out / "best_samples.png"]
+    if "accuracy" in rows[0]:
+        written.append(_tradeoff_plot(rows, metric, floor, out, plt))
+    return written
+
+
+def _tradeoff_plot(rows, metric, floor, out, plt):
+    """The guidance trade-off: sample quality against class fidelity, one point per w (Ho & Salimans 2022, Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for (name, steps) in dict.fromkeys((r["sampler"], r["steps"]) for r in rows):
+        rs = sorted((r for r in rows if (r["sampler"], r["steps"]) == (name, steps)), key=lambda r: r["guidance"])
+        ax.errorbar([r["accuracy"] for r in rs], [r[metric] for r in rs], xerr=[r["accuracy_se"] for r in rs],
+                    yerr=[r[f"{metric}_se"] for r in rs], fmt="o-", ms=4, capsize=2, lw=1, label=f"{name}, {steps} steps")
+        for r in rs:
+            ax.annotate(f"w={r['guidance']:g}", (r["accuracy"], r[metric]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+    ax.axhline(floor[metric], color="grey", lw=1, label=f"noise floor ({floor['n_floor']} real samples)")
+    ax.axvline(floor["accuracy"], color="grey", lw=1, ls="--", label="accuracy on real held-out images")
+    ax.set(xlabel="class fidelity: feature-classifier accuracy on the samples", yscale="log",
+           ylabel=metric.replace("_", " ") + " (lower is better)", title="classifier-free guidance trade-off")
+    ax.legend(fontsize=7, loc="best")
+    fig.savefig(out / "guidance_tradeoff.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out / "guidance_tradeoff.png"

@@ -52,6 +52,12 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 15
 
 def classifier_features(workdir: Path, data, labels, device, steps: int = 1500) -> callable:
     """A function images → features, from WORKDIR/feature_classifier.pt (trained and cached on first use)."""
+    net = feature_classifier(workdir, data, labels, device, steps)
+    return lambda x: net.features(x.to(device)).detach()
+
+
+def feature_classifier(workdir: Path, data, labels, device, steps: int = 1500) -> Classifier:
+    """The classifier behind classifier_features (its logits judge the class of guided samples)."""
     path = Path(workdir) / "feature_classifier.pt"
     if path.exists():
         state = torch.load(path, map_location=device, weights_only=True)
@@ -60,8 +66,7 @@ def classifier_features(workdir: Path, data, labels, device, steps: int = 1500) 
     else:
         net = train_classifier(data.scale(data.images), labels, steps=steps, device=device)
         torch.save(net.state_dict(), path)
-    net.eval()
-    return lambda x: net.features(x.to(device)).detach()
+    return net.eval()
 
 
 def inception_features(path: str, data, device) -> callable:

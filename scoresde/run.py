@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 
 from . import builders
+from . import guidance as guidance_
 from ._utils import check_device, check_positive_int, progress
 from .config import from_json
+from .losses import ClassifierLoss
 from . import checkpoint as ckpt
 
 
@@ -39,7 +41,9 @@ class Run:
         self.workdir = Path(workdir) if workdir is not None else None
         self.checkpoint_path = checkpoint_path  # the file the weights came from
         self.sde = builders.build_sde(config.sde)
-        self.score_fn = builders.build_score_fn(self.model, self.sde, config)
+        self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
+        self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
+        self.score_fn = (builders.build_score_fn(self.model, self.sde, config) if self.objective == "score" else None)
         if data is not None:
             self.__dict__["data"] = data  # the trainer passes the data it already built
 
@@ -58,43 +62,104 @@ class Run:
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
         return builders.build_sampler(self.config, name, steps, **{"progress": False, **options})
 
+    @property
+    def can_sample(self) -> bool:
+        """Whether the run is a diffusion model (a classifier run only guides one)."""
+        return self.objective == "score"
+
+    def _check_can_sample(self):
+        if not self.can_sample:
+            raise ValueError(f"{self.workdir or 'this run'} is a noise-aware classifier, not a diffusion model: it has "
+                             f"no samples; use it to guide one (run.sample(..., classifier=this_run), scoresde sample "
+                             f"--classifier WORKDIR)")
+
+    def guided_score(self, labels=None, guidance: float = 0.0, classifier=None, classifier_scale: float = 1.0):
+        """The score a sampler runs (scoresde.guidance.guided): unconditional (labels None), conditional (w = 0),
+        classifier-free guided with w = guidance, and/or classifier guided (classifier: a classifier Run or
+        a function (x, t) → logits). labels: one class or one per sample of the batch."""
+        self._check_can_sample()
+        if isinstance(classifier, Run):
+            if classifier.objective != "classifier":
+                raise ValueError(f"classifier must be a classifier run (config.model.name='classifier'), got a "
+                                 f"{classifier.objective} run from {classifier.workdir}")
+            classifier = classifier.model
+        return guidance_.guided(self.score_fn, labels, guidance, classifier, classifier_scale)
+
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
-               progress_bar: bool = False, **options):
+               progress_bar: bool = False, labels=None, guidance: float = 0.0, classifier=None,
+               classifier_scale: float = 1.0, **options):
         """n samples from the model: returns (x, nfe), nfe per batch. `sampler` is a name or a built sampler.
 
         Batch b (starting at sample i) uses the seed seed + i, so a sample depends on (seed, batch_size) only.
+        labels (a class, or one per sample [n]), guidance (w; 0: conditional) and classifier, classifier_scale
+        condition and guide the score (`guided_score`). nfe counts network calls; with classifier-free
+        guidance (w ∉ {0, −1}) each is on a doubled batch.
         """
+        self._check_can_sample()
         n = check_positive_int(n, "n")
         batch_size = check_positive_int(batch_size or n, "batch_size")
         if sampler is None or isinstance(sampler, str):
             sampler = self.sampler(sampler, steps, **options)
         elif steps is not None or options:
             raise ValueError("give steps and sampler options only with a sampler name, not with a built sampler")
+        if labels is not None:
+            labels = guidance_.check_labels(labels, self.num_classes, "labels", allow_null=False)
+            if labels.ndim == 1 and len(labels) != n:
+                raise ValueError(f"labels must be one class or one per sample ({n}), got {len(labels)} labels")
         xs, nfe = [], 0
         for i in progress(range(0, n, batch_size), progress_bar and n > batch_size, desc="batches"):
             g = torch.Generator(device=self.device).manual_seed(seed + i)
-            x, nfe = sampler(self.score_fn, self.sde, (min(batch_size, n - i), *self.shape), generator=g,
-                             device=self.device)
+            b = min(batch_size, n - i)
+            y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
+            score = self.guided_score(y, guidance, classifier, classifier_scale)
+            x, nfe = sampler(score, self.sde, (b, *self.shape), generator=g, device=self.device)
             xs.append(x)
         return torch.cat(xs), nfe
 
-    def timed_sample(self, n: int, sampler, seed: int = 0, batch_size: int | None = None):
+    def timed_sample(self, n: int, sampler, seed: int = 0, batch_size: int | None = None, **guidance):
         """sample(), with the samples on the host and the wall time in seconds: (x, nfe, seconds)."""
         start = time.perf_counter()
-        x, nfe = self.sample(n, sampler, seed=seed, batch_size=batch_size)
+        x, nfe = self.sample(n, sampler, seed=seed, batch_size=batch_size, **guidance)
         x = x.cpu()  # the copy to the host also waits for the device to finish
         return x, nfe, time.perf_counter() - start
+
+    def _eval_batches(self, n):
+        x, y = self.data.eval_data[:n].to(self.device), self.data.eval_labels
+        y = None if y is None else y[:n].to(self.device)
+        bs = self.config.eval.batch_size
+        for i in range(0, len(x), bs):
+            yield x[i:i + bs], None if y is None else y[i:i + bs]
 
     @torch.no_grad()
     def eval_loss(self, n: int | None = None) -> float:
         """The training loss of the model on held-out data, with noise fixed by the run's seed."""
         loss_fn = builders.build_loss_fn(self.sde, self.config)
         g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
-        x = self.data.eval_data[:n].to(self.device)
-        bs = self.config.eval.batch_size
-        losses = [loss_fn(self.model, x[i:i + bs], g).item() * len(x[i:i + bs]) for i in range(0, len(x), bs)]
-        return sum(losses) / len(x)
+        total, count = 0.0, 0
+        for x, y in self._eval_batches(n):
+            total, count = total + loss_fn(self.model, x, g, y).item() * len(x), count + len(x)
+        return total / count
+
+    @torch.no_grad()
+    def eval_accuracy(self, n: int | None = None) -> float:
+        """A classifier run's accuracy on held-out x_t, t ~ U(eps, T), with noise fixed by the run's seed."""
+        if self.objective != "classifier":
+            raise ValueError("eval_accuracy is for classifier runs (config.model.name='classifier')")
+        noisy = ClassifierLoss(self.sde, eps=self.config.loss.eps).noisy
+        g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
+        right = count = 0
+        for x, y in self._eval_batches(n):
+            x_t, t = noisy(x, g)
+            right, count = right + int((self.model(x_t, t).argmax(1) == y).sum()), count + len(x)
+        return right / count
+
+    def evaluate(self) -> dict:
+        """The held-out scalars the training loop logs: eval_loss (and eval_accuracy for a classifier)."""
+        out = {"eval_loss": self.eval_loss()}
+        if self.objective == "classifier":
+            out["eval_accuracy"] = self.eval_accuracy()
+        return out
 
     def __repr__(self):
         return (f"Run({self.workdir}, step {self.step}, {self.config.sde.type} SDE, {self.config.model.name} model, "

@@ -165,7 +165,8 @@ def test_ctrl_c_saves_and_prints_how_to_resume_without_a_traceback(tmp_path):
     (["--config.model.name=ncsnpp"], "NCSN\\+\\+ architecture is not implemented"),
     (["--config.loss.continuous=False", "--config.sde.type=ve"], "needs config.sde.type='vp'"),
     (["training.n_iters=5"], "overrides look like --config.training.n_iters=2000"),
-    (["--config.model.num_classes=10"], "class-conditional training is not wired"),
+    (["--config.model.name=classifier"], r"config.model.name='classifier' needs config.model.num_classes > 0"),
+    (["--config.loss.p_uncond=1.5"], r"config.loss.p_uncond must be in \[0, 1\], got 1.5"),
     (["--config.model.layers=0"], r"config.model.layers must be > 0, got 0"),
     (["--config.model.hidden=0"], r"config.model.hidden must be > 0, got 0"),
     (["--config.optim.warmup=-5"], r"config.optim.warmup must be >= 0, got -5"),
@@ -180,6 +181,19 @@ def test_ctrl_c_saves_and_prints_how_to_resume_without_a_traceback(tmp_path):
 def test_bad_configs_fail_at_start(overrides, match):
     with pytest.raises(ValueError, match=match):
         validate(apply_overrides(load_config(str(ROOT / "configs/vp/toy.py")), overrides))
+
+
+@pytest.mark.parametrize("dataset, classes, match", [
+    ("checkerboard", 10, r"config.model.num_classes=10, but config.data.dataset='checkerboard' has 8 classes; "
+                         r"set config.model.num_classes=8"),
+    ("swiss_roll", 3, r"config.model.num_classes=3 needs labelled data, but config.data.dataset='swiss_roll' has no labels"),
+])
+def test_conditional_configs_need_matching_labels_before_training(tmp_path, dataset, classes, match):
+    config = load_config(str(ROOT / "configs/vp/toy.py"))
+    config.data.dataset, config.model.num_classes = dataset, classes
+    with pytest.raises(ValueError, match=match):
+        Trainer(config, str(tmp_path / "run"), progress_bar=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_wrong_types_in_a_config_file_fail_at_start(tmp_path):

@@ -131,6 +131,44 @@ def save_samples(x: torch.Tensor, run: Run, path: Path) -> Path | None:
     return path
 
 
+def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_cell: int = 6) -> Path | None:
+    """A picture of samples x [L, W, n, ...]: a row per class, a column per guidance scale w (per_cell samples
+    per cell; 2-D points: a scatter plot per cell); needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, cols = len(labels), len(ws)
+    k = min(per_cell, x.shape[2])
+    width = 0.55 * k if run.is_image else 2.2
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 0.6, (0.7 if run.is_image else 2.2) * rows + 0.5),
+                             squeeze=False, layout="constrained")
+    for i, y in enumerate(labels):
+        for j, w in enumerate(ws):
+            ax, cell = axes[i][j], run.to_display(x[i, j].detach().float().cpu())
+            if run.is_image:
+                strip = torch.cat(list(cell[:k]), dim=-1)  # [C, H, k·W]
+                ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
+                          vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            else:
+                ax.scatter(cell[:, 0], cell[:, 1], s=1, alpha=0.4)
+                lim = float(run.data.eval_data.abs().max()) * 1.2
+                ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+            if i == 0:
+                ax.set_title(f"w = {w:g}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"class {y}", fontsize=9)
+    fig.suptitle("rows: classes; columns: classifier-free guidance w (0: conditional)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 class Trainer:
     """Builds everything from the config and runs (or resumes) training in `workdir`.
 
@@ -146,6 +184,7 @@ class Trainer:
         if t.batch_size % self.dist.world:
             raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
         self.data = builders.build_data_from_config(config)
+        builders.check_labels(config, self.data)
         self.sde = builders.build_sde(config.sde)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = builders.build_model(config.model, self.data.shape).to(self.device)
@@ -207,8 +246,9 @@ class Trainer:
         """One optimiser step on this rank's slice of the global batch; returns (loss, grad norm)."""
         t, o = self.config.training, self.config.optim
         per_rank = t.batch_size // self.dist.world
-        batch = self.data.train_batch(self.step, t.batch_size, t.seed)
-        x0 = batch[self.dist.rank * per_rank:(self.dist.rank + 1) * per_rank].to(self.device)
+        batch, labels = self.data.train_batch(self.step, t.batch_size, t.seed)
+        mine = slice(self.dist.rank * per_rank, (self.dist.rank + 1) * per_rank)
+        x0, y = batch[mine].to(self.device), None if labels is None else labels[mine].to(self.device)
         noise_gen = torch.Generator(device=self.device).manual_seed(
             int(torch.randint(2**62, (1,), generator=stream_generator(t.seed, self.step, 1 + self.dist.rank))))
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=stream_generator(t.seed, self.step, 1 << 23, self.dist.rank))))
@@ -216,7 +256,7 @@ class Trainer:
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.mixed_precision and self.device.type == "cuda"
                     else nullcontext())
         with autocast:
-            loss = self.loss_fn(self.train_model, x0, noise_gen)
+            loss = self.loss_fn(self.train_model, x0, noise_gen, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip if o.grad_clip > 0 else float("inf"))
@@ -233,8 +273,10 @@ class Trainer:
         return self.run.eval_loss()
 
     def sample(self, n: int | None = None, sampler=None, seed: int = 0):
-        """Samples from the EMA model: returns (x, nfe)."""
-        return self.run.sample(n or self.config.sampling.n, sampler or self.sampler, seed=seed)
+        """Samples from the EMA model: returns (x, nfe). A conditional model draws the classes in turn (w = 0)."""
+        n, K = n or self.config.sampling.n, self.config.model.num_classes
+        labels = torch.arange(n) % K if K else None
+        return self.run.sample(n, sampler or self.sampler, seed=seed, labels=labels)
 
     def train(self) -> Path:
         """Train up to config.training.n_iters; Ctrl-C saves latest.pt and re-raises KeyboardInterrupt."""
@@ -252,8 +294,8 @@ class Trainer:
                                     steps_per_s=t.log_every / (now - last_log))
                     last_log = now
                 if self.step % t.eval_every == 0 or self.step == t.n_iters:
-                    self.logger.log(self.step, eval_loss=self.eval_loss())
-                if self.dist.main and (self.step % t.sample_every == 0 or self.step == t.n_iters):
+                    self.logger.log(self.step, **self.run.evaluate())
+                if self.dist.main and self.run.can_sample and (self.step % t.sample_every == 0 or self.step == t.n_iters):
                     save_samples(self.sample()[0], self.run, self.workdir / "samples" / f"step_{self.step}.png")
                 if self.step % t.save_every == 0 or self.step % t.snapshot_every == 0 or self.step == t.n_iters:
                     self.save(snapshot=self.step % t.snapshot_every == 0 or self.step == t.n_iters)
