@@ -32,7 +32,8 @@ def parse_labels(text: str | None, num_classes: int) -> list[int] | None:
     if text is None:
         return None
     if num_classes < 1:
-        raise ValueError("--labels given, but the run is unconditional (config.model.num_classes = 0)")
+        raise ValueError("--labels given, but the run is unconditional (config.model.num_classes = 0); give "
+                         "--classifier WORKDIR for classifier guidance, or train with config.model.num_classes > 0")
     if text.strip() == "all":
         return list(range(num_classes))
     labels = []

@@ -105,8 +105,9 @@ def cmd_sample(args):
     run = load_run(args.workdir, args.device)
     sampler = run.sampler(args.sampler, args.steps, **parse_options(args.option))
     name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
-    labels, ws = parse_labels(args.labels, run.num_classes), parse_floats(args.guidance, "--guidance")
     classifier = load_run(args.classifier, run.device) if args.classifier else None
+    classes = run.num_classes or (classifier.num_classes if classifier is not None else 0)
+    labels, ws = parse_labels(args.labels, classes), parse_floats(args.guidance, "--guidance")
     guide = {"classifier": classifier, "classifier_scale": args.classifier_scale}
     if labels is None and (ws != [0.0] or classifier is not None):
         raise ValueError("--guidance and --classifier need --labels (which classes to sample)")
@@ -130,6 +131,7 @@ def cmd_sample(args):
 def _sample_grid(args, run, sampler, name, steps, labels, ws, guide):
     """--labels with several classes or --guidance with several w: n samples per (class, w), the same seed in
     every cell, and a picture with a row per class and a column per w."""
+    from .guidance import describe_cost
     from .training.loop import save_guidance_grid
 
     xs, start = [], time.perf_counter()
@@ -145,10 +147,13 @@ def _sample_grid(args, run, sampler, name, steps, labels, ws, guide):
         out = out.with_name(out.name + ".npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, samples=x.numpy(), labels=np.array(labels), guidance=np.array(ws), step=run.step, seconds=seconds)
-    png = save_guidance_grid(x, labels, ws, run, out.with_suffix(".png"))
-    doubled = any(w not in (0, -1) for w in ws)
+    clf = guide["classifier"]
+    note = f"; classifier guidance, scale {args.classifier_scale:g}" if clf is not None else ""
+    png = save_guidance_grid(x, labels, ws, run, out.with_suffix(".png"), note=note)
+    costliest = max(ws, key=lambda w: w not in (0, -1))  # a w that doubles the batch, if any
+    cost = describe_cost(run.guided_score(labels[0], costliest, **guide))
     print(f"{len(labels)} classes x {len(ws)} guidance scales x {args.n} samples from step {run.step}, {nfe} NFE per "
-          f"batch" + (" (network calls; with w not 0 or -1 each is on a doubled batch)" if doubled else "")
+          f"batch{cost}" + (" where w is not 0 or -1" if "doubled" in cost and len(ws) > 1 else "")
           + f", {seconds:.1f} s: wrote {out}" + (f" and {png}" if png else ""))
 
 

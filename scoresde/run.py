@@ -103,8 +103,13 @@ class Run:
             sampler = self.sampler(sampler, steps, **options)
         elif steps is not None or options:
             raise ValueError("give steps and sampler options only with a sampler name, not with a built sampler")
-        if labels is not None:
-            labels = guidance_.check_labels(labels, self.num_classes, "labels", allow_null=False)
+        if labels is not None:  # the classes: the model's, or an unconditional model's classifier's
+            net = classifier.model if isinstance(classifier, Run) else classifier
+            classes = self.num_classes or getattr(net, "num_classes", None) or 0
+            if classes or classifier is None:
+                labels = guidance_.check_labels(labels, classes, "labels", allow_null=False)
+            else:  # a plain classifier function: classifier_gradient checks the range against its logits
+                labels = torch.as_tensor(labels).long()
             if labels.ndim == 1 and len(labels) != n:
                 raise ValueError(f"labels must be one class or one per sample ({n}), got {len(labels)} labels")
         xs, nfe = [], 0

@@ -98,6 +98,12 @@ def test_cli_classifier_run_refuses_to_sample_and_unconditional_refuses_labels(r
     plain = tmp_path / "plain"
     Trainer(config([], n_iters=5), plain, progress_bar=False).train()
     assert_one_line_error(cli(capsys, "sample", "--workdir", plain, "--labels", "1"), "the run is unconditional")
+    out = cli(capsys, "sample", "--workdir", plain, "--labels", "1,5", "--classifier", runs[1], "--n", "10",
+              "--sampler", "ddim", "--steps", "3")  # classifier guidance of an unconditional model: its classes
+    assert out.returncode == 0 and "plus one classifier gradient per call" in out.stdout, out.stderr
+    assert np.load(plain / "samples" / "ddim_3_grid.npz")["samples"].shape == (2, 1, 10, 2)
+    assert_one_line_error(cli(capsys, "sample", "--workdir", plain, "--labels", "8", "--classifier", runs[1]),
+                          "--labels must be classes in 0..7, got 8")
     assert_one_line_error(cli(capsys, "compare", "--workdir", plain, "--guidance", "1", "--n", "10"),
                           "--guidance needs a class-conditional run")
 

@@ -131,7 +131,8 @@ def save_samples(x: torch.Tensor, run: Run, path: Path) -> Path | None:
     return path
 
 
-def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_cell: int = 6) -> Path | None:
+def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_cell: int = 6,
+                       note: str = "") -> Path | None:
     """A picture of samples x [L, W, n, ...]: a row per class, a column per guidance scale w (per_cell samples
     per cell; 2-D points: a scatter plot per cell); needs matplotlib."""
     try:
@@ -163,7 +164,7 @@ def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_ce
                 ax.set_title(f"w = {w:g}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"class {y}", fontsize=9)
-    fig.suptitle("rows: classes; columns: classifier-free guidance w (0: conditional)", fontsize=9)
+    fig.suptitle("rows: classes; columns: classifier-free guidance w (0: conditional)" + note, fontsize=9)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
