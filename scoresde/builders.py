@@ -56,7 +56,7 @@ def build_loss_fn(sde, config):
 def build_sampler(config, name=None, steps=None, **options):
     """A sampler by name (default config.sampling.name) with `steps` (default config.sampling.steps, unless a grid
     `ts` is given)."""
-    if "ts" not in options:
+    if "ts" not in options and "respacing" not in options:
         options["steps"] = steps or config.sampling.steps
     elif steps is not None:
         options["steps"] = steps
