@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import scoresde
+from problems import isotropic_ddpm_score
 from scoresde._utils import append_dims
 from scoresde.parameterization import get_score_fn
 from scoresde.respace import respaced_steps, respaced_times
@@ -16,14 +17,7 @@ S2 = 0.25
 
 
 def exact_score(sde, s2=S2):
-    abar = sde.alphas_cumprod
-
-    def score(x, t):
-        a = abar.to(x.device)[sde.timestep(t)].to(x.dtype)
-        return -x / append_dims(a * s2 + 1 - a, x.ndim)
-
-    score.continuous = False
-    return score
+    return isotropic_ddpm_score(sde, s2)
 
 
 def constant_v_model(sde, v0):

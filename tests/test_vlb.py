@@ -14,6 +14,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import scoresde
+from problems import isotropic_ddpm_score
 from scoresde._utils import append_dims
 from scoresde.parameterization import get_score_fn
 from scoresde.respace import respaced_times
@@ -25,15 +26,7 @@ S2 = 0.25  # data variance s²
 
 
 def exact_score(sde, s2=S2):
-    """The discrete-time score of N(0, s² I) data: −x/c_t with DDPM's ᾱ_i at the step of t."""
-    abar = sde.alphas_cumprod
-
-    def score(x, t):
-        a = abar.to(x.device)[sde.timestep(t)].to(x.dtype)
-        return -x / append_dims(a * s2 + 1 - a, x.ndim)
-
-    score.continuous = False
-    return score
+    return isotropic_ddpm_score(sde, s2)
 
 
 def c_of(abar, s2=S2):
