@@ -35,6 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
         attn_resolutions=(16,), dropout=0.1, embedding="sinusoidal",
         fourier_scale=16.0, skip_rescale=False,
         num_classes=0,            # > 0: class-conditional U-Net (Python API only; training feeds no labels yet)
+        learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.loss = dict(
@@ -43,6 +44,8 @@ def default_config() -> ml_collections.ConfigDict:
         importance_sampling=False,
         eps=1e-5,                 # t ~ U(eps, T)
         reduce="mean",            # mean or sum over data dimensions
+        objective="simple",       # discrete time: simple (L_simple), vlb (L_vlb) or hybrid (L_simple + λ L_vlb)
+        vlb_weight=0.001,         # λ of the hybrid objective (Nichol & Dhariwal 2021)
     )
     c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
     c.training = dict(
@@ -66,6 +69,7 @@ CHOICES = {
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood"),
     "loss.reduce": ("mean", "sum"),
+    "loss.objective": ("simple", "vlb", "hybrid"),
 }
 _pos = (lambda v: v > 0, "> 0")
 _nonneg = (lambda v: v >= 0, ">= 0")
@@ -83,6 +87,7 @@ RULES = {
                             "training.seed", "model.num_classes")},
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "loss.vlb_weight": _nonneg,
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -146,6 +151,7 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sde.sigma_max must be > config.sde.sigma_min = {config.sde.sigma_min}, got {config.sde.sigma_max}")
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
+    _check_objective(config)
     if config.model.num_classes:
         raise ValueError(f"config.model.num_classes={config.model.num_classes}: class-conditional training is not wired "
                          "into the training loop yet (UNet(num_classes=...) works in Python); use 0")
@@ -159,6 +165,23 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
+
+
+def _check_objective(config) -> None:
+    """The variational objectives (issue 13) need discrete time, and a learned variance needs them to train it."""
+    loss, learned = config.loss, config.model.learned_variance
+    if loss.objective != "simple" and loss.continuous:
+        raise ValueError(f"config.loss.objective={loss.objective!r} is the discrete variational bound: it needs "
+                         "config.loss.continuous=False")
+    if loss.objective == "hybrid" and not learned:
+        raise ValueError("config.loss.objective='hybrid' trains the variance only (the mean's gradient is stopped in "
+                         "L_vlb): it needs config.model.learned_variance=True")
+    if learned and loss.objective == "simple":
+        raise ValueError("config.model.learned_variance=True needs config.loss.objective 'hybrid' or 'vlb': "
+                         "L_simple does not train v")
+    if not loss.continuous and loss.importance_sampling and loss.objective == "simple":
+        raise ValueError("config.loss.importance_sampling=True in discrete time samples t for L_vlb: it needs "
+                         "config.loss.objective 'vlb' or 'hybrid'")
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

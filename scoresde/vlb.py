@@ -101,6 +101,11 @@ class Chain:
         One model call serves every variance. detach_mean: stop the gradient through μ_θ (Nichol & Dhariwal's
         L_vlb term of L_hybrid trains only the variance).
         """
+        return self.evaluate(score_fn, x0, k, variances, noise, generator, decoder, gamma, detach_mean)[0]
+
+    def evaluate(self, score_fn, x0, k, variances, noise=None, generator=None, decoder="discretized", gamma=None,
+                 detach_mean=False):
+        """`terms`, and the noise z and the model's ε̂ = −σ_t s_θ(x_t, t) of the same call (for L_simple)."""
         co = {name: append_dims(getattr(self, name).to(x0.device)[k].to(x0.dtype), x0.ndim)
               for name in ("ts", "alpha_t", "sigma_t", "alpha_s", "sigma_s", "c_x", "c_0", "log_beta", "log_beta_tilde")}
         if gamma is not None:
@@ -124,7 +129,7 @@ class Chain:
                 nll = -_sum(DECODER_FNS[decoder](x0[last], mean[last], log_var[last]))
                 term = term.index_put((last,), nll)
             out[name] = term
-        return out
+        return out, z, -co["sigma_t"] * score
 
     @staticmethod
     def log_variance(name: str, co: dict, v):
