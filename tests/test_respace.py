@@ -34,6 +34,7 @@ def constant_v_model(sde, v0):
 
 @pytest.mark.parametrize("spec, N, want", [
     ("4", 10, [0, 3, 6, 9]),
+    ("4", 20, [0, 6, 13, 19]),         # stride 19/3: 12.67 rounds up
     ("3", 10, [0, 4, 9]),              # stride 4.5: round(4.5) = 4, as Python (and guided-diffusion) rounds
     ("2,3", 10, [0, 4, 5, 7, 9]),      # two sections of 5 steps
     ("3,2", 11, [0, 2, 5, 6, 10]),     # sections of 6 and 5 steps: the first takes the remainder

@@ -135,9 +135,10 @@ def test_importance_sampling_is_unbiased_and_lowers_the_variance():
     assert iw.var().item() * 5 < u.var().item(), (iw.var().item(), u.var().item())
 
 
-def test_hybrid_training_resumes_exactly(tmp_path):
+def test_hybrid_training_resumes_exactly(tmp_path, capsys):
     """A toy run with a learned variance, L_hybrid and importance sampling (20-step chain, so the history fills):
-    10 steps + resume for 10 ends with the weights, Adam state and loss history of 20 straight steps."""
+    10 steps + resume for 10 ends with the weights, Adam state and loss history of 20 straight steps. Then
+    `scoresde eval` reports the discrete bound with the learned Σ and `sample --respace` samples 5 of 20 steps."""
     from test_training import _assert_equal_states, _state, tiny_config
     from scoresde.training import Trainer
 
@@ -158,3 +159,14 @@ def test_hybrid_training_resumes_exactly(tmp_path):
     _assert_equal_states(_state(straight), _state(resumed))
     a, b = straight.loss_fn.state_dict(), resumed.loss_fn.state_dict()
     assert straight.loss_fn.sampler.warmed_up and torch.equal(a["losses"], b["losses"]) and torch.equal(a["counts"], b["counts"])
+    from scoresde.cli import main
+    main(["eval", "--workdir", str(tmp_path / "a"), "--n", "8", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "(probability-flow ODE)" in out and "discrete variational bound, σ² = learned:" in out, out
+    result = __import__("json").loads((tmp_path / "a" / "eval.json").read_text())
+    bound = result["discrete"]["learned"]
+    assert bound["bpd"] == pytest.approx(bound["prior_bpd"] + bound["kl_bpd"] + bound["decoder_bpd"], rel=1e-9)
+    main(["sample", "--workdir", str(tmp_path / "a"), "--sampler", "ancestral", "--respace", "ddim5", "--n", "6",
+          "--device", "cpu"])
+    data = __import__("numpy").load(tmp_path / "a" / "samples" / "ancestral_respaced-ddim5.npz")
+    assert data["samples"].shape == (6, 2) and int(data["nfe"]) == 5
