@@ -115,7 +115,7 @@ def test_importance_sampler_state_and_probabilities():
 def test_importance_sampling_is_unbiased_and_lowers_the_variance():
     """L_vlb of a model with fixed σ² = β̃ on Gaussian data: after warm-up, the weighted per-sample estimates
     N L_t/(N p_t) have the uniform estimator's mean (within 4 combined standard errors) and a variance at least
-    5 times lower (measured: about 40 times)."""
+    5 times lower (measured: 7.8 times lower, means 4.06 and 4.24 ± 0.18)."""
     sde, d = small_sde(), 4
     full = GaussianModel(sde, scale=0.9)
     model = lambda x, index: full(x, index)[:, :d]  # no variance output: σ² = β̃
