@@ -165,7 +165,7 @@ def test_hybrid_training_resumes_exactly(tmp_path, capsys):
     assert "(probability-flow ODE)" in out and "discrete variational bound, σ² = learned:" in out, out
     result = __import__("json").loads((tmp_path / "a" / "eval.json").read_text())
     bound = result["discrete"]["learned"]
-    assert bound["bpd"] == pytest.approx(bound["prior_bpd"] + bound["kl_bpd"] + bound["decoder_bpd"], rel=1e-9)
+    assert bound["bpd"] == pytest.approx(bound["prior_bpd"] + bound["kl_bpd"] + bound["decoder_bpd"], rel=1e-6)  # float32
     main(["sample", "--workdir", str(tmp_path / "a"), "--sampler", "ancestral", "--respace", "ddim5", "--n", "6",
           "--device", "cpu"])
     data = __import__("numpy").load(tmp_path / "a" / "samples" / "ancestral_respaced-ddim5.npz")
