@@ -5,11 +5,13 @@ import torch
 
 from .data import build_data
 from ._utils import check_choice
+from .data.toy import TOY
 from .losses import ClassifierLoss, DDPMLoss, DSMLoss, drop_labels
 from .models import MLP, NoisyClassifier, UNet
 from .parameterization import get_score_fn
 from .sampling import get_sampler
 from .sde import VESDE, VPSDE, subVPSDE
+from .vlb_loss import VLBLoss
 
 
 def build_sde(c):
@@ -30,7 +32,7 @@ def _mlp(c, data_shape):
     if len(data_shape) != 1:
         raise ValueError(f"config.model.name='mlp' needs flat data, got per-sample shape {data_shape}; use 'unet'")
     return MLP(dim=data_shape[0], hidden=c.hidden, layers=c.layers, emb_dim=c.emb_dim, time_scale=c.time_scale,
-               num_classes=c.num_classes or None)
+               num_classes=c.num_classes or None, out_dim=data_shape[0] * (2 if c.learned_variance else 1))
 
 
 def _unet(c, data_shape):
@@ -39,7 +41,8 @@ def _unet(c, data_shape):
     return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
                 num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
                 embedding=c.embedding, time_scale=c.time_scale, fourier_scale=c.fourier_scale,
-                skip_rescale=c.skip_rescale, num_classes=c.num_classes or None)
+                skip_rescale=c.skip_rescale, num_classes=c.num_classes or None,
+                out_channels=data_shape[0] * (2 if c.learned_variance else 1))
 
 
 def _classifier(c, data_shape):
@@ -76,7 +79,8 @@ def build_model(c, data_shape) -> torch.nn.Module:
 
 
 def build_score_fn(model, sde, config):
-    return get_score_fn(model, sde, config.model.parameterization, continuous=config.loss.continuous)
+    return get_score_fn(model, sde, config.model.parameterization, continuous=config.loss.continuous,
+                        learned_variance=config.model.learned_variance)
 
 
 def build_loss_fn(sde, config):
@@ -99,6 +103,9 @@ def build_loss_fn(sde, config):
     def labels(y, generator):
         return drop_labels(y, c.p_uncond, K, generator) if K and y is not None else None
 
+    if not c.continuous and c.objective != "simple":  # L_vlb or L_hybrid, with its importance sampler's state
+        return VLBLoss(sde, config.model.parameterization, c.objective, config.model.learned_variance,
+                       c.vlb_weight, c.importance_sampling, c.reduce, decoder=vlb_decoder(config))
     if not c.continuous:
         ddpm = DDPMLoss(sde, parameterization=config.model.parameterization, reduce=c.reduce)
 
@@ -114,10 +121,20 @@ def build_loss_fn(sde, config):
     return dsm_loss
 
 
+def vlb_decoder(config) -> str:
+    """L_0's decoder: a density for the continuous toy data, the discretised Gaussian for 8-bit images in [−1, 1]."""
+    if config.data.dataset in TOY:
+        return "gaussian"
+    if not config.data.centered:
+        raise ValueError("the variational bound's discretised decoder needs images in [-1, 1]: set "
+                         "config.data.centered=True")
+    return "discretized"
+
+
 def build_sampler(config, name=None, steps=None, **options):
     """A sampler by name (default config.sampling.name) with `steps` (default config.sampling.steps, unless a grid
     `ts` is given)."""
-    if "ts" not in options:
+    if "ts" not in options and "respacing" not in options:
         options["steps"] = steps or config.sampling.steps
     elif steps is not None:
         options["steps"] = steps

@@ -36,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
         fourier_scale=16.0, skip_rescale=False,
         num_classes=0,            # > 0: class-conditional model (labels from the data; K = "no label"), or a
                                   # classifier's classes (name="classifier": a noise-aware classifier p(y | x_t, t))
+        learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.loss = dict(
@@ -45,6 +46,8 @@ def default_config() -> ml_collections.ConfigDict:
         eps=1e-5,                 # t ~ U(eps, T)
         reduce="mean",            # mean or sum over data dimensions
         p_uncond=0.1,             # conditional models: probability of training on "no label" (Ho & Salimans 2022)
+        objective="simple",       # discrete time: simple (L_simple), vlb (L_vlb) or hybrid (L_simple + λ L_vlb)
+        vlb_weight=0.001,         # λ of the hybrid objective (Nichol & Dhariwal 2021)
     )
     c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
     c.training = dict(
@@ -68,6 +71,7 @@ CHOICES = {
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood", "v"),
     "loss.reduce": ("mean", "sum"),
+    "loss.objective": ("simple", "vlb", "hybrid"),
 }
 _pos = (lambda v: v > 0, "> 0")
 _nonneg = (lambda v: v >= 0, ">= 0")
@@ -86,6 +90,7 @@ RULES = {
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "loss.vlb_weight": _nonneg,
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -149,6 +154,7 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sde.sigma_max must be > config.sde.sigma_min = {config.sde.sigma_min}, got {config.sde.sigma_max}")
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
+    _check_objective(config)
     if config.model.name == "classifier" and not config.model.num_classes:
         raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
     if config.model.name == "ncsnpp":
@@ -161,6 +167,26 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
+
+
+def _check_objective(config) -> None:
+    """The variational objectives (issue 13) need discrete time, and a learned variance needs them to train it."""
+    loss, learned = config.loss, config.model.learned_variance
+    if loss.objective != "simple" and loss.continuous:
+        raise ValueError(f"config.loss.objective={loss.objective!r} is the discrete variational bound: it needs "
+                         "config.loss.continuous=False")
+    if loss.objective == "hybrid" and not learned:
+        raise ValueError("config.loss.objective='hybrid' trains the variance only (the mean's gradient is stopped in "
+                         "L_vlb): it needs config.model.learned_variance=True")
+    if learned and loss.objective == "simple":
+        raise ValueError("config.model.learned_variance=True needs config.loss.objective 'hybrid' or 'vlb': "
+                         "L_simple does not train v")
+    if loss.objective != "simple" and config.model.num_classes:
+        raise ValueError(f"config.loss.objective={loss.objective!r} with config.model.num_classes > 0: the variational "
+                         "objectives do not take class labels yet; use objective 'simple' for a conditional model")
+    if not loss.continuous and loss.importance_sampling and loss.objective == "simple":
+        raise ValueError("config.loss.importance_sampling=True in discrete time samples t for L_vlb: it needs "
+                         "config.loss.objective 'vlb' or 'hybrid'")
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

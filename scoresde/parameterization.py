@@ -59,7 +59,8 @@ def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, tar
     return PARAMETERIZATIONS[target][1](eps, x, a, s)
 
 
-def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True) -> Callable:
+def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True,
+                 learned_variance: bool = False) -> Callable:
     """Wrap `model(x, label[, y])` into `score_fn(x, t, y=None)`, the only thing samplers and likelihoods call.
 
     y: class labels [B] for a class-conditional model (`model.num_classes` = K > 0, declared on the result
@@ -71,27 +72,48 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     continuous=False: the model receives DDPM's integer index i − 1 ∈ {0…N−1} of the step t_i = iT/N
     nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
     The choice is declared on the result as `score_fn.continuous`; samplers read it (`time_convention`).
+    learned_variance=True: the model returns twice the channels of x (dim 1), the prediction and then v of
+    Σ = exp(v log β + (1 − v) log β̃) (Nichol & Dhariwal 2021, Eq. 15); declared as `score_fn.learned_variance`,
+    with `score_fn.score_and_v(x, t)` returning (score, v) from one model call (see scoresde.variances).
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
     check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     check_bool(continuous, "continuous")
+    check_bool(learned_variance, "learned_variance")
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
-    def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def score_and_v(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
         if continuous:
             label, (alpha, sigma) = t, sde.marginal_coeffs(t)
         else:
             label = sde.timestep(t)
             abar = sde.alphas_cumprod.to(x.device)[label]  # float64: in float32, 1 − ᾱ loses digits near t = 0
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
-        out = model(x, label) if y is None else model(x, label, y)
-        return convert(out, x, alpha, sigma, parameterization, "score")
+        raw = model(x, label) if y is None else model(x, label, y)
+        out, v = split_variance(raw, x) if learned_variance else (raw, None)
+        return convert(out, x, alpha, sigma, parameterization, "score"), v
+
+    def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return score_and_v(x, t, y)[0]
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous
     score_fn.num_classes = getattr(model, "num_classes", None) or 0  # > 0: y in {0…K−1}, K is "no label"
+    score_fn.learned_variance = learned_variance
+    if learned_variance:
+        score_fn.score_and_v = score_and_v
     return score_fn
+
+
+def split_variance(out: torch.Tensor, x: torch.Tensor):
+    """A learned-variance model's output [B, 2C, ...] as (prediction, v), each shaped like x [B, C, ...]."""
+    if not isinstance(out, torch.Tensor) or out.ndim != x.ndim or out.shape[0] != x.shape[0] \
+            or out.shape[1] != 2 * x.shape[1] or out.shape[2:] != x.shape[2:]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"a learned-variance model must return twice the channels of x {tuple(x.shape)} along "
+                         f"dim 1 (the prediction, then v), got {got}")
+    return out.chunk(2, dim=1)
 
 
 def time_convention(score_fn: Callable) -> str:

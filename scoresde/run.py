@@ -20,6 +20,9 @@ from .losses import ClassifierLoss
 from . import checkpoint as ckpt
 
 
+VARIANCE_DATA = 500  # training samples a sampler that declares `needs_data` gets (Analytic-DPM's Γ_t)
+
+
 def select_device(device) -> torch.device:
     """None or "auto": CUDA when available, else CPU; otherwise a device that exists here ("cpu", "cuda:1", ...)."""
     if device is None or device == "auto":
@@ -60,7 +63,10 @@ class Run:
 
     def sampler(self, name: str | None = None, steps: int | None = None, **options):
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
-        return builders.build_sampler(self.config, name, steps, **{"progress": False, **options})
+        sampler = builders.build_sampler(self.config, name, steps, **{"progress": False, **options})
+        if getattr(sampler, "needs_data", False) and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
+            sampler.data = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
+        return sampler
 
     @property
     def can_sample(self) -> bool:

@@ -6,6 +6,7 @@ import math
 import torch
 
 import scoresde
+from scoresde._utils import append_dims
 from scoresde.sampling import get_sampler
 
 
@@ -28,6 +29,18 @@ def gaussian_flow(data, sde, x, t0, t1):
     lam, Q, mu = data.lam[0], data.Q[0], data.means[0]
     ratio = ((a1**2 * lam + s1**2) / (a0**2 * lam + s0**2)).sqrt()
     return a1 * mu + ((x - a0 * mu) @ Q * ratio) @ Q.T
+
+
+def isotropic_ddpm_score(sde, s2):
+    """The discrete-time (DDPM) score of N(0, s² I) data: −x/c_t, c_t = ᾱ_i s² + 1 − ᾱ_i at the step of t."""
+    abar = sde.alphas_cumprod
+
+    def score(x, t):
+        a = abar.to(x.device)[sde.timestep(t)].to(x.dtype)
+        return -x / append_dims(a * s2 + 1 - a, x.ndim)
+
+    score.continuous = False
+    return score
 
 
 def mixture_2d():

@@ -246,7 +246,7 @@ def test_nan_and_wrong_shape_scores_raise():
     (lambda: get_sampler("torchsde:rk4"), r"method must be one of \['euler', 'euler_heun', 'heun', 'midpoint', 'milstein'"),
     (lambda: get_sampler("ddim", eta=1.5), r"eta must lie in \[0, 1\], got 1.5"),
     (lambda: get_sampler("ode", steps=0), "steps must be an integer >= 1, got 0"),
-    (lambda: get_sampler("ancestral", variance="large"), r"variance must be one of \['beta', 'beta_tilde'\]"),
+    (lambda: get_sampler("ancestral", variance="large"), r"variance must be one of \['analytic', 'beta', 'beta_tilde', 'learned'\]"),
     (lambda: get_sampler("ancestral:heun"), "sampler 'ancestral' has no method"),
     (lambda: get_sampler("torchsde:srk", brownian="tree"), "method 'srk' needs brownian='interval'"),
     (lambda: get_sampler("torchsde", brownian="path"), r"brownian must be one of \['interval', 'tree'\]"),

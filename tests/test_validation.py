@@ -102,7 +102,7 @@ BAD = [
     ("dpm-order-bool", lambda: get_sampler("dpm_solver", order=True), ValueError, r"order must be one of \[1, 2, 3\], got True"),
     ("unipc-corrector-str", lambda: get_sampler("unipc", corrector="no"), TypeError, "corrector must be True or False"),
     ("edm-S_churn-negative", lambda: get_sampler("edm", S_churn=-1), ValueError, "S_churn must be >= 0, got -1"),
-    ("ancestral-variance-None", lambda: get_sampler("ancestral", variance=None), TypeError, "variance must be one of"),
+    ("ancestral-variance-int", lambda: get_sampler("ancestral", variance=1), TypeError, "variance must be one of"),
     ("torchsde-method-int", lambda: get_sampler("torchsde", method=1), TypeError, "method must be one of"),
     # sampler calls
     ("call-shape-int", lambda: sample(shape=4), TypeError, r"shape must be a sequence of ints \[B, \.\.\.\].*got 4 \(int\)"),

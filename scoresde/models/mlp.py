@@ -18,6 +18,7 @@ class MLP(nn.Module):
                  emb_dim: int = 64,            # size of the time embedding
                  time_scale: float = 1.0,      # t is multiplied by this before embedding (1000 for t in [0, 1])
                  num_classes: int | None = None,  # class-conditional with this many classes (+1 "no label")
+                 out_dim: int | None = None,   # output size (default dim; 2·dim for a learned variance)
                  ):
         super().__init__()
         self.emb_dim, self.time_scale, self.num_classes = emb_dim, time_scale, num_classes
@@ -26,7 +27,7 @@ class MLP(nn.Module):
         blocks = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             blocks += [nn.Linear(a, b), nn.SiLU()]
-        self.net = nn.Sequential(*blocks, nn.Linear(hidden, dim))
+        self.net = nn.Sequential(*blocks, nn.Linear(hidden, out_dim or dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = sinusoidal_embedding(t * self.time_scale, self.emb_dim).to(x.dtype)

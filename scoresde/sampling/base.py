@@ -14,6 +14,8 @@ from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable
                       check_finite, check_output, check_positive_int, check_real, check_score_fn, check_shape, describe,
                       progress, resolve_device)
 from ..sde import SDE, check_sde
+from ..respace import respaced_times
+from ..variances import learned_variance
 from .grids import GRIDS, for_model, make_grid
 
 CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
@@ -25,20 +27,31 @@ class CountedScore:
     def __init__(self, score_fn):
         self.score_fn, self.nfe = score_fn, 0
         self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
+        self.learned_variance = learned_variance(score_fn)  # and whether it brings its own variance (score_and_v)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self._call(self.score_fn, x, t)
+
+    def score_and_v(self, x: torch.Tensor, t: torch.Tensor):
+        """The score and the learned variance's v from one model call (one NFE), both checked."""
+        score, v = self._call(self.score_fn.score_and_v, x, t)
+        check_output(v, x, "score_and_v's v")
+        return score, v
+
+    def _call(self, fn, x: torch.Tensor, t: torch.Tensor):
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         try:
-            out = self.score_fn(x, t)
+            out = fn(x, t)
         except Exception as e:  # say what the model was given, keeping its own error
             if self.nfe == 0 and hasattr(e, "add_note"):
                 e.add_note(f"scoresde: score_fn failed on its first call, given x: {describe(x)} on {x.device} and "
                            f"t: {describe(t)}; check that the model expects data of this shape")
             raise
         self.nfe += 1
-        check_output(out, x)
+        score = out[0] if isinstance(out, tuple) else out
+        check_output(score, x)
         if self.nfe == 1:
-            check_finite(out, "score_fn returned non-finite values on its first call")
+            check_finite(score, "score_fn returned non-finite values on its first call")
         return out
 
 
@@ -65,9 +78,13 @@ class Sampler:
 
     def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, grid: str | None = None,
                  rho: float = 7.0, denoise: bool = True, progress: bool = True, callback=None,
-                 return_trajectory: bool = False):
+                 return_trajectory: bool = False, respacing=None):
         if ts is not None and eps is not None:
             raise ValueError("give either eps or ts, not both: a user grid ts ends at its own eps")
+        if respacing is not None and (ts is not None or steps is not None or eps is not None or grid is not None):
+            raise ValueError(f"respacing={respacing!r} sets the steps itself (a subsequence of the model's N steps); "
+                             "give it without steps, ts, eps or grid")
+        self.respacing = respacing  # "250", "10,15,20", "ddim25" or a list of timesteps (scoresde.respace)
         self.ts = None if ts is None else check_ts(ts)  # a user grid, decreasing in (0, T]
         if steps is not None and self.ts is not None and check_positive_int(steps, "steps") != len(self.ts):
             raise ValueError(f"give either steps or ts, not both: ts sets its own {len(self.ts)} times, "
@@ -85,7 +102,9 @@ class Sampler:
         self.callback = callback
 
     def time_grid(self, sde: SDE) -> torch.Tensor:
-        """The decreasing float64 grid T … eps (or the user's ts), validated."""
+        """The decreasing float64 grid T … eps (or the user's ts, or the respaced DDPM steps), validated."""
+        if self.respacing is not None:
+            return respaced_times(self.respacing, sde.N, sde.T)
         if self.ts is None:
             eps = sde.sampling_eps if self.eps is None else self.eps
             if not eps < sde.T:
@@ -100,6 +119,11 @@ class Sampler:
         """Per-step coefficient tables, computed once in float64 on the host."""
         return {}
 
+    def prepare_for(self, score: CountedScore, sde: SDE, ts: torch.Tensor, x: torch.Tensor) -> dict:
+        """`prepare`, for samplers whose tables depend on the model (its declared variance, its score on data);
+        x is the initial state, for its device and dtype."""
+        return self.prepare(sde, ts)
+
     def step(self, score: CountedScore, sde: SDE, x: torch.Tensor, k: int, c: dict, generator) -> torch.Tensor:
         """Move x from ts[k] to ts[k + 1]."""
         raise NotImplementedError
@@ -110,7 +134,8 @@ class Sampler:
 
     def integrate(self, score, sde, x, ts, generator):
         """Run the moves along ts; solvers that are not step-by-step (adaptive ODE, torchsde) override this."""
-        c = {k: v.to(x.device, x.dtype) if isinstance(v, torch.Tensor) else v for k, v in self.prepare(sde, ts).items()}
+        c = {k: v.to(x.device, x.dtype) if isinstance(v, torch.Tensor) else v
+             for k, v in self.prepare_for(score, sde, ts, x).items()}
         c["t"] = ts.to(x.device, x.dtype)
         for k in progress(range(len(ts) - 1), self.progress, desc=self.name):
             x = self.step(score, sde, x, k, c, generator)

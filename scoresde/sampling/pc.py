@@ -49,8 +49,8 @@ class PCSampler(Sampler):
         self.norm = check_choice(norm, "norm", NORMS)
         self.n_corrector_steps = check_positive_int(n_corrector_steps, "n_corrector_steps", minimum=0)
 
-    def prepare(self, sde, ts):
-        c = self.predictor.prepare(sde, ts) if self.predictor else {}
+    def prepare_for(self, score, sde, ts, x):
+        c = self.predictor.prepare_for(score, sde, ts, x) if self.predictor else {}
         # α of the Langevin step: score_sde's α_i = 1 − β_i, here a² over one step T/N at each time.
         a, _ = sde.transition_coeffs(ts, (ts - sde.T / sde.N).clamp(min=0))
         return {**c, "langevin_alpha": a**2, "sigma": sde.marginal_coeffs(ts)[1]}

@@ -224,6 +224,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         checkpoint.set_rng_state(state["rng"])
         self.step = self.run.step = state["step"]
+        if hasattr(self.loss_fn, "load_state_dict"):  # e.g. the importance sampler's loss history
+            self.loss_fn.load_state_dict(state.get("loss_state", {}))
         self.resumed_from = (self.step, path)
 
     def save(self, snapshot: bool = False):
@@ -234,6 +236,8 @@ class Trainer:
                  "config": to_json(self.config),
                  "data": {"shape": list(self.data.shape), "is_image": self.data.is_image,
                           "centered": bool(self.config.data.centered)}}
+        if hasattr(self.loss_fn, "state_dict"):
+            state["loss_state"] = self.loss_fn.state_dict()
         checkpoint.atomic_save(state, self.ckpt_dir / checkpoint.LATEST)
         if snapshot:
             checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
