@@ -167,6 +167,8 @@ def test_ctrl_c_saves_and_prints_how_to_resume_without_a_traceback(tmp_path):
     (["training.n_iters=5"], "overrides look like --config.training.n_iters=2000"),
     (["--config.model.name=classifier"], r"config.model.name='classifier' needs config.model.num_classes > 0"),
     (["--config.loss.p_uncond=1.5"], r"config.loss.p_uncond must be in \[0, 1\], got 1.5"),
+    (["--config.loss.continuous=False", "--config.loss.objective=vlb", "--config.model.num_classes=8"],
+     r"the variational objectives do not take class labels yet"),
     (["--config.model.layers=0"], r"config.model.layers must be > 0, got 0"),
     (["--config.model.hidden=0"], r"config.model.hidden must be > 0, got 0"),
     (["--config.optim.warmup=-5"], r"config.optim.warmup must be >= 0, got -5"),
