@@ -55,7 +55,8 @@ def _add_sample(sub):
 def _add_eval(sub):
     p = sub.add_parser("eval", help="held-out loss and bits/dim of a trained run",
                        description="Held-out loss of the EMA model and its bits/dim from the probability-flow "
-                                   "ODE likelihood (Hutchinson trace) on config.eval.n_bpd held-out samples.")
+                                   "ODE likelihood (Hutchinson trace) on config.eval.n_bpd held-out samples; for "
+                                   "D3PM runs, the T-step variational bound instead.")
     p.add_argument("--workdir", required=True, help="a run's folder")
     p.add_argument("--n", type=positive_int, default=None, help="held-out samples for bits/dim (default: config.eval.n_bpd)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -106,7 +107,6 @@ def cmd_sample(args):
 
 
 def cmd_eval(args):
-    from .likelihood import likelihood
     from .run import load_run
 
     run = load_run(args.workdir, args.device)
@@ -114,10 +114,10 @@ def cmd_eval(args):
     x = run.data.eval_data[:n].to(run.device)
     bpds, nfe = [], 0
     for i in range(0, len(x), run.config.eval.batch_size):
-        r = likelihood(run.score_fn, run.sde, x[i:i + run.config.eval.batch_size],
-                       generator=torch.Generator(device=run.device).manual_seed(args.seed + i))
-        bpds.append(r.bpd.cpu())
-        nfe += r.nfe
+        bpd, n_fe = run.family.bits_per_dim(run, x[i:i + run.config.eval.batch_size],
+                                            torch.Generator(device=run.device).manual_seed(args.seed + i))
+        bpds.append(bpd.cpu())
+        nfe += n_fe
     bpd = torch.cat(bpds)
     result = {"step": run.step, "eval_loss": run.eval_loss(), "bits_per_dim": bpd.mean().item(),
               "bits_per_dim_se": (bpd.std() / len(bpd) ** 0.5).item() if len(bpd) > 1 else float("nan"),

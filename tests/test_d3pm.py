@@ -326,3 +326,19 @@ def test_hybrid_loss_is_the_mean_vlb_term_plus_lambda_cross_entropy(coeff):
     x0 = torch.multinomial(p0, 20_000, replacement=True, generator=g)[:, None]
     values = torch.stack([loss(model, x0[i:i + 100], g) for i in range(0, len(x0), 100)])  # 200 batch means
     assert abs(values.mean().item() - want) < 4 * values.std().item() / len(values) ** 0.5
+
+
+def test_loss_gradients_stay_finite_where_transition_entries_underflow():
+    """The discretised Gaussian on 17 states with β_1 = 1e-4 has entries exp(−4·16²/(16²·10⁻⁴)) = 0 in float64: the
+    loss and its gradient with respect to the logits are finite at every t (log 0 is a finite LOG_ZERO, so a
+    log-sum-exp over only impossible terms has a gradient)."""
+    p = D3PM(TRANSITIONS["gaussian"](17), linear_betas(40, 1e-4, 0.02))
+    assert (p.Q[1] == 0).any()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 17, (64, 1, 4, 4), generator=g)
+    logits = torch.randn(64, 1, 4, 4, 17, generator=g, requires_grad=True)
+    for t in (1, 2, 40):
+        tt = torch.full((64,), t)
+        kl, ce = vlb_term(lambda x, t: logits, p, x0, tt - 1, tt, g)
+        (grad,) = torch.autograd.grad((kl + ce).mean(), logits)
+        assert torch.isfinite(kl).all() and torch.isfinite(grad).all() and grad.abs().sum() > 0, t

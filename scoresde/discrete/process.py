@@ -1,12 +1,11 @@
 """The D3PM forward chain, its closed-form posterior and the x₀-parameterised reverse process (Austin et al. 2021, §3).
 
 States are integer tensors x [B, ...] with values in 0..K−1; distributions over a state carry a trailing axis of
-size K. All probabilities are handled as logarithms (impossible events are −inf), so tiny entries of Q̄_t neither
-underflow nor divide by zero. Time steps t are integer tensors [B] in 0..T, with Q̄_0 = I.
+size K. All probabilities are handled as logarithms, so tiny entries of Q̄_t neither underflow nor divide by zero.
+log 0 is LOG_ZERO = −10⁴ rather than −inf: exp of it is exactly 0 in float32 and float64, and gradients stay finite
+where every term of a log-sum-exp is impossible. Time steps t are integer tensors [B] in 0..T, with Q̄_0 = I.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -15,14 +14,17 @@ from .transitions import Transition
 
 
 def sample_categorical(logp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A draw from Cat(exp(logp)) along the last axis by the Gumbel-max trick (−inf entries are never drawn)."""
+    """A draw from Cat(exp(logp)) along the last axis by the Gumbel-max trick (LOG_ZERO entries are never drawn)."""
     u = torch.rand(logp.shape, generator=generator, device=logp.device, dtype=logp.dtype)
     gumbel = -torch.log(-torch.log(u.clamp(min=torch.finfo(u.dtype).tiny)))
     return (logp + gumbel).argmax(-1)
 
 
+LOG_ZERO = -1e4
+
+
 def _log(p: torch.Tensor) -> torch.Tensor:
-    return torch.where(p > 0, p, 1.0).log().masked_fill(p <= 0, -math.inf)
+    return torch.where(p > 0, p, 1.0).log().masked_fill(p <= 0, LOG_ZERO)
 
 
 class D3PM:
@@ -111,7 +113,7 @@ class D3PM:
         logQbar = self._table("Qbar", x0_logits)
         cols = x_t.reshape(B, 1, -1)
         to_t = logQbar[t][:, :K0].gather(2, cols.expand(-1, K0, -1)).transpose(1, 2)            # q(x_t | x̃₀) [B, N, K₀]
-        logw = torch.where(torch.isfinite(to_t), logp0 - to_t, -math.inf)                         # p̃(x̃₀)/q(x_t | x̃₀)
+        logw = torch.where(to_t > LOG_ZERO, logp0 - to_t, LOG_ZERO)                               # p̃(x̃₀)/q(x_t | x̃₀)
         mix = torch.logsumexp(logw[..., None] + logQbar[s][:, None, :K0, :], dim=2)               # Σ_x̃₀ w q(x_s | x̃₀)
         from_s = self.log_transition(s, t, x0_logits).gather(2, cols.expand(-1, self.K, -1))     # q(x_t | x_s) [B, K, N]
         return torch.log_softmax(from_s.transpose(1, 2) + mix, -1).reshape(*x_t.shape, self.K)
