@@ -134,8 +134,11 @@ def build_d3pm_model(config, data_shape) -> torch.nn.Module:
 
 
 def build_denoise_fn(model, process, config):
-    """x_t, integer t [B] → logits of p̃_θ(x̃₀ | x_t); the network sees t/T (times model.time_scale)."""
-    return lambda x, t: model(x, t.float() / process.T)
+    """x_t, integer t [B] → logits of p̃_θ(x̃₀ | x_t); the network sees t/T (times model.time_scale). With
+    config.d3pm.bayes_logits the network's logits are a prior over x̃₀ that log q(x_t | x̃₀) turns into the posterior."""
+    if not config.d3pm.bayes_logits:
+        return lambda x, t: model(x, t.float() / process.T)
+    return lambda x, t: (lambda f: f + process.x0_loglik(x, t, f))(model(x, t.float() / process.T))
 
 
 def build_d3pm_loss_fn(process, config):

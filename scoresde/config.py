@@ -43,6 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
         beta_start=1e-4, beta_end=0.02,  # ends of the linear schedule
         num_states=17,            # data states K: images are quantised to round(u (K − 1)), u in [0, 1]
         hybrid_coeff=0.001,       # λ in L_vlb + λ L_CE
+        bayes_logits=True,        # p̃_θ(x̃₀ | x_t) ∝ exp(network) q(x_t | x̃₀): the reverse of Austin et al.'s Eq. 4
     )
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps

@@ -342,3 +342,33 @@ def test_loss_gradients_stay_finite_where_transition_entries_underflow():
         kl, ce = vlb_term(lambda x, t: logits, p, x0, tt - 1, tt, g)
         (grad,) = torch.autograd.grad((kl + ce).mean(), logits)
         assert torch.isfinite(kl).all() and torch.isfinite(grad).all() and grad.abs().sum() > 0, t
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bayes_logits_give_the_reverse_of_the_papers_eq_4(name):
+    """With config.d3pm.bayes_logits the network's logits f become f + log q(x_t | x̃₀), and the reverse process is
+    Austin et al.'s Eq. 4, p_θ(x_s | x_t) ∝ Σ_x̃₀ q(x_s, x_t | x̃₀) softmax(f)(x̃₀), by path sums (1e-12); without
+    it the two differ (uniform, Gaussian)."""
+    from scoresde import builders
+    from scoresde.config import default_config
+    p = process(name)
+    J = path_table(p)
+    config = default_config()
+    g = torch.Generator().manual_seed(0)
+    xt = torch.arange(p.K)[:, None]
+    n = len(xt)
+    f = torch.randn(n, 1, p.K0, generator=g, dtype=F64)
+    for flag in (True, False):
+        config.d3pm.bayes_logits = flag
+        denoise = builders.build_denoise_fn(lambda x, t: f, p, config)
+        for t in range(1, p.T + 1):
+            for s in range(t):
+                got = p.reverse_logprobs(denoise(xt, torch.full((n,), t)), xt, torch.full((n,), s),
+                                         torch.full((n,), t)).exp()[:, 0]
+                prior = torch.softmax(f[:, 0], -1)                                   # [x_t, x̃₀]
+                eq4 = torch.einsum("bk,kjb->bj", prior, J[s, t][:p.K0][:, :, torch.arange(p.K)])
+                eq4 = eq4 / eq4.sum(1, keepdim=True)
+                ok = eq4.sum(1) > 0
+                # without the flag the forms differ, except for absorbing, where q(x_t | x̃₀) is constant in x̃₀
+                same = torch.allclose(got[ok], eq4[ok], rtol=0, atol=1e-12)
+                assert same == (flag or name == "absorbing"), (flag, s, t)

@@ -15,9 +15,9 @@ def get_config():
     c.d3pm.update(transition="gaussian", schedule="linear", beta_start=1e-4, beta_end=0.02, num_states=17,
                   hybrid_coeff=0.001)
     c.model.update(name="unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0)
-    c.training.update(batch_size=128, n_iters=3000, ema_rate=0.999, log_every=50, eval_every=500,
+    c.training.update(batch_size=64, n_iters=2000, ema_rate=0.999, log_every=50, eval_every=500,
                       sample_every=1000, save_every=500, snapshot_every=1000)
     c.optim.update(lr=1e-3, warmup=200)
-    c.sampling.update(name="ancestral", steps=1000, n=64)
-    c.eval.update(n_bpd=297, batch_size=297)
+    c.sampling.update(name="ancestral", steps=250, n=64)  # 250 of the T = 1000 steps, skipping through Q̄
+    c.eval.update(n_bpd=100, batch_size=100)
     return c

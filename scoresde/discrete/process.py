@@ -103,6 +103,12 @@ class D3PM:
         return torch.log_softmax(from_s.transpose(1, 2) + from_0, -1).reshape(*x_t.shape, self.K)
 
     # -- the reverse process -----------------------------------------------------------------------------------------
+    def x0_loglik(self, x_t: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """log q(x_t | x̃₀) [B, ..., K₀] for every data state x̃₀: the likelihood in Bayes' rule for x̃₀."""
+        B, K0 = len(x_t), self.K0
+        logQbar_t = self._table("Qbar", like)[t][:, :K0]                                          # [B, K₀, K]
+        return logQbar_t.gather(2, x_t.reshape(B, 1, -1).expand(-1, K0, -1)).transpose(1, 2).reshape(*x_t.shape, K0)
+
     def reverse_logprobs(self, x0_logits: torch.Tensor, x_t: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p_θ(x_s | x_t) with p_θ(x_s | x_t) = Σ_x̃₀ q(x_s | x_t, x̃₀) p̃_θ(x̃₀ | x_t) (x₀-parameterisation,
         Austin et al. 2021, §3.3), where p̃_θ is softmax(x0_logits) [B, ..., K₀] restricted to the x̃₀ with
@@ -112,7 +118,7 @@ class D3PM:
         logp0 = torch.log_softmax(x0_logits, -1).reshape(B, -1, K0)                               # [B, N, K₀]
         logQbar = self._table("Qbar", x0_logits)
         cols = x_t.reshape(B, 1, -1)
-        to_t = logQbar[t][:, :K0].gather(2, cols.expand(-1, K0, -1)).transpose(1, 2)            # q(x_t | x̃₀) [B, N, K₀]
+        to_t = self.x0_loglik(x_t, t, x0_logits).reshape(B, -1, K0)                              # q(x_t | x̃₀)
         logw = torch.where(to_t > LOG_ZERO, logp0 - to_t, LOG_ZERO)                               # p̃(x̃₀)/q(x_t | x̃₀)
         mix = torch.logsumexp(logw[..., None] + logQbar[s][:, None, :K0, :], dim=2)               # Σ_x̃₀ w q(x_s | x̃₀)
         from_s = self.log_transition(s, t, x0_logits).gather(2, cols.expand(-1, self.K, -1))     # q(x_t | x_s) [B, K, N]
