@@ -1,4 +1,4 @@
-"""Negative log-likelihood bound of a D3PM in bits per dimension (Austin et al. 2021, Eq. 1 of §2)."""
+"""Negative log-likelihood bound of a D3PM in bits per dimension: the variational bound of Austin et al. 2021, §2."""
 from __future__ import annotations
 
 import math

@@ -95,7 +95,7 @@ class D3PM:
     def posterior_logprobs(self, x0: torch.Tensor, x_t: torch.Tensor, s: torch.Tensor, t: torch.Tensor,
                            dtype=torch.float32) -> torch.Tensor:
         """log q(x_s | x_t, x_0) ∝ log q(x_t | x_s) + log q(x_s | x_0) = x_t Q_{s|t}ᵀ ⊙ x_0 Q̄_s, normalised
-        (Bayes' rule; Austin et al. 2021, Eq. 3 with s = t − 1)."""
+        (Bayes' rule; Austin et al. 2021, §3, for s = t − 1)."""
         like = torch.empty(0, device=x_t.device, dtype=dtype)
         B = len(x_t)
         from_s = self.log_transition(s, t, like).gather(2, x_t.reshape(B, 1, -1).expand(-1, self.K, -1))  # [B, K, N]
