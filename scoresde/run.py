@@ -43,29 +43,29 @@ class Run:
         self.step = step  # training step of the weights
         self.workdir = Path(workdir) if workdir is not None else None
         self.checkpoint_path = checkpoint_path  # the file the weights came from
-        self.sde = builders.build_sde(config.sde)
+        self.family = builders.get_family(config)  # Gaussian SDEs or D3PM
+        self.sde = self.family.process(config)  # the forward process (an SDE or a D3PM chain)
         self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
         self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
-        self.score_fn = (builders.build_score_fn(self.model, self.sde, config) if self.objective == "score" else None)
+        self.score_fn = (self.family.score_fn(self.model, self.sde, config) if self.objective == "score"
+                         else None)  # what the samplers call
         if data is not None:
             self.__dict__["data"] = data  # the trainer passes the data it already built
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
         """Samples as pictures in [0, 1] (images) or unchanged (points)."""
-        if not self.is_image:
-            return x
-        return ((x + 1) / 2 if self.centered else x).clamp(0, 1)
+        return self.family.to_display(self, x)
 
     @cached_property
     def data(self):
         """The run's data set (held-out samples in `.eval_data`); loaded on first use."""
-        return builders.build_data_from_config(self.config)
+        return self.family.data(self.config)
 
     def sampler(self, name: str | None = None, steps: int | None = None, **options):
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
-        sampler = builders.build_sampler(self.config, name, steps, **{"progress": False, **options})
+        sampler = self.family.sampler(self.config, name, steps, **{"progress": False, **options})
         if getattr(sampler, "needs_data", False) and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
-            sampler.data = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
+            sampler.data = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)[0]
         return sampler
 
     @property
@@ -145,7 +145,7 @@ class Run:
     @torch.no_grad()
     def eval_loss(self, n: int | None = None) -> float:
         """The training loss of the model on held-out data, with noise fixed by the run's seed."""
-        loss_fn = builders.build_loss_fn(self.sde, self.config)
+        loss_fn = self.family.loss_fn(self.sde, self.config)
         g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
         total, count = 0.0, 0
         for x, y in self._eval_batches(n):
@@ -205,7 +205,7 @@ def load_run(workdir, device=None, checkpoint=None) -> Run:
         state = ckpt.load(path, device)
     config = from_json(state["config"])
     data = state["data"]
-    model = builders.build_model(config.model, tuple(data["shape"]))
+    model = builders.get_family(config).model(config, tuple(data["shape"]))
     model.load_state_dict(state["ema"])
     return Run(config, model, shape=data["shape"], is_image=data["is_image"], centered=data["centered"],
                step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path)

@@ -14,7 +14,8 @@ EMBEDDINGS = ("sinusoidal", "fourier")
 
 
 class UNet(nn.Module):
-    """ε-, score-, x₀- or v-network f(x, t) for images [B, C, H, W]; the output has the input's shape (or out_channels)."""
+    """ε-, score-, x₀- or v-network f(x, t) for images [B, C, H, W]; the output has the input's shape (or
+    `out_channels` channels, e.g. logits for a categorical model)."""
 
     def __init__(self,
                  in_channels: int = 3,            # image channels
@@ -29,7 +30,7 @@ class UNet(nn.Module):
                  fourier_scale: float = 16.0,     # std of the Fourier frequencies
                  skip_rescale: bool = False,      # divide residual sums by √2 (DDPM++)
                  num_classes: int | None = None,  # class-conditional with this many classes (+1 "no label")
-                 out_channels: int | None = None,  # output channels (default in_channels; 2·in for a learned variance)
+                 out_channels: int | None = None,  # output channels (None: in_channels, an output shaped like x)
                  ):
         super().__init__()
         if embedding not in EMBEDDINGS:

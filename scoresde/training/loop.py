@@ -77,7 +77,7 @@ class Logger:
 
 
 # Keys that define a run; the rest (n_iters, device, intervals, sampling, eval) may change on resume.
-RUN_DEFINING = ("data", "model", "sde", "loss", "optim", "training.batch_size", "training.seed", "training.ema_rate")
+RUN_DEFINING = ("data", "model", "sde", "d3pm", "loss", "optim", "training.batch_size", "training.seed", "training.ema_rate")
 
 
 def _check_workdir_config(workdir: Path, config) -> None:
@@ -184,17 +184,18 @@ class Trainer:
         self.device, t = self.dist.device, config.training
         if t.batch_size % self.dist.world:
             raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
-        self.data = builders.build_data_from_config(config)
+        self.family = builders.get_family(config)  # Gaussian SDEs or D3PM: what the config builds
+        self.data = self.family.data(config)
         builders.check_labels(config, self.data)
-        self.sde = builders.build_sde(config.sde)
+        self.sde = self.family.process(config)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
-        self.model = builders.build_model(config.model, self.data.shape).to(self.device)
+        self.model = self.family.model(config, self.data.shape).to(self.device)
         self.ema = EMA(self.model, t.ema_rate, warmup=t.ema_warmup)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
                                           eps=config.optim.eps, weight_decay=config.optim.weight_decay)
         self.train_model = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
-        self.loss_fn = builders.build_loss_fn(self.sde, config)
-        self.sampler = builders.build_sampler(config, progress=False)  # also checks config.sampling now
+        self.loss_fn = self.family.loss_fn(self.sde, config)
+        self.sampler = self.family.sampler(config, progress=False)  # also checks config.sampling now
         self.run = Run(config, self.ema.model, shape=self.data.shape, is_image=self.data.is_image,
                        centered=config.data.centered, device=self.device, workdir=self.workdir, data=self.data)
         self.step, self.progress_bar = 0, progress_bar
