@@ -130,7 +130,7 @@ def cmd_sample(args):
         guide.update(labels=labels[0], guidance=ws[0])
         name += f"_y{labels[0]}_w{ws[0]:g}"
     x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size, **guide)
-    cost = describe_cost(run.guided_score(**{k: v for k, v in guide.items()})) if labels is not None else ""
+    cost = describe_cost(run.guided_score(**guide)) if labels is not None else ""
     out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}.npz")
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")  # what np.savez writes; report the true name

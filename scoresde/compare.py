@@ -136,10 +136,9 @@ class Quality:
             self.feature_fn = _feature_fn(run, args)
             self.ref_feats = _batched(self.feature_fn, self.ref, run.device)
         if judge_classes and run.is_image:  # the feature classifier names the class of each sample
-            from .data.images import IMAGE_DATASETS
             from .features import feature_classifier
-            _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
-            self.judge = feature_classifier(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
+            self.judge = feature_classifier(Path(args.workdir), run.data, run.data.labels, run.device,
+                                            args.classifier_steps)
         self.names = (("frechet_distance", "kid") if run.is_image else ("sliced_wasserstein", "mmd"))
 
     @torch.no_grad()
@@ -192,15 +191,13 @@ class Quality:
 
 
 def _feature_fn(run, args):
-    from .data.images import IMAGE_DATASETS
     from .features import classifier_features, inception_features
 
     if args.features == "inception":
         if not args.inception_path:
             raise ValueError("--features inception needs --inception-path FILE (pt_inception .pth or TorchScript)")
         return inception_features(args.inception_path, run.data, run.device)
-    _, labels = IMAGE_DATASETS[run.config.data.dataset](run.config.data.root, "train")
-    return classifier_features(Path(args.workdir), run.data, labels, run.device, args.classifier_steps)
+    return classifier_features(Path(args.workdir), run.data, run.data.labels, run.device, args.classifier_steps)
 
 
 def _batched(feature_fn, x, device, chunk: int = 500):
