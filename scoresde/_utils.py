@@ -242,6 +242,11 @@ def randn(shape: Sequence[int], generator: torch.Generator | SampleSeeds | None,
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 
+def full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as float32 or float64: bf16/fp16 (autocast) are promoted to float32, float64 stays."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped, placed and typed like x."""
     return randn(x.shape, generator, x.device, x.dtype)

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._utils import ArgumentTypeError, check_callable, check_real, check_score_fn, describe
+from ._utils import ArgumentTypeError, check_callable, check_real, check_score_fn, describe, full_precision
 
 # What a wrapped score passes on from the score it wraps: samplers read these (time convention, ...).
 _DECLARED = ("continuous", "parameterization", "num_classes")
@@ -139,8 +139,7 @@ def classifier_gradient(classifier: Callable, x: torch.Tensor, t: torch.Tensor, 
         if int(y.max()) >= logits.shape[1] or int(y.min()) < 0:
             raise ValueError(f"y must be class labels in {{0, …, {logits.shape[1] - 1}}} of the classifier's "
                              f"{logits.shape[1]} classes, got values in [{int(y.min())}, {int(y.max())}]")
-        logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # bf16/fp16: in fp32
-        logp = F.log_softmax(logits, dim=1).gather(1, y[:, None]).sum()
+        logp = F.log_softmax(full_precision(logits), dim=1).gather(1, y[:, None]).sum()
         (grad,) = torch.autograd.grad(logp, xg)
     return grad.to(x.dtype)
 

@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from ._utils import (append_dims, check_batch, check_bool, check_callable, check_choice, check_generator, check_like,
-                     check_output, check_positive_int, check_real, check_score_fn, check_time, describe, noise_like)
+                     check_output, check_positive_int, check_real, check_score_fn, check_time, describe, full_precision,
+                     noise_like)
 from .parameterization import PARAMETERIZATIONS, convert
 from .sde import SDE, check_sde
 
@@ -194,7 +195,7 @@ class ClassifierLoss:
         logits = classifier(x_t, t)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x0.shape[0]:
             raise ValueError(f"classifier must return logits [B, K], got {describe(logits)}")
-        return torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        return torch.nn.functional.cross_entropy(full_precision(logits), y, reduction="none")
 
     def __call__(self, classifier, x0, y, generator=None, t=None) -> torch.Tensor:
         return self.per_sample(classifier, x0, y, generator, t).mean()

@@ -221,3 +221,22 @@ def test_guidance_errors_name_the_argument():
         guidance.classifier_guidance(mix.score_fn(SDE), lambda x, t: x.sum(1), 1)(torch.zeros(4, 2), torch.ones(4))
     with pytest.raises(ValueError, match="guidance w=2 needs class labels"):
         guidance.guided(cond, None, 2)
+
+
+def test_classifier_loss_is_cross_entropy_on_the_forward_marginal(device):
+    """x_t = α_t x_0 + σ_t z with the generator's z, and the loss is −log p(y | x_t, t) of that x_t."""
+    from scoresde.losses import ClassifierLoss
+
+    mix = three_classes()
+    x0, y = mix.sample(256, torch.Generator().manual_seed(0), device=device, return_labels=True)
+    t = torch.rand(256, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(device) * 0.9 + 0.05
+    loss = ClassifierLoss(SDE)
+    x_t, _ = loss.noisy(x0, torch.Generator(device=device).manual_seed(2), t)
+    z = torch.randn(x0.shape, generator=torch.Generator(device=device).manual_seed(2), device=device, dtype=x0.dtype)
+    alpha, sigma = SDE.marginal_coeffs(t)
+    torch.testing.assert_close(x_t, alpha[:, None] * x0 + sigma[:, None] * z, rtol=1e-12, atol=1e-12)
+    per_sample = loss.per_sample(mix.classifier(SDE), x0, y, torch.Generator(device=device).manual_seed(2), t)
+    expected = -torch.log_softmax(mix.class_logits(SDE, x_t, t), 1).gather(1, y[:, None])[:, 0]
+    torch.testing.assert_close(per_sample, expected, rtol=1e-10, atol=1e-10)
+    t_drawn = loss.noisy(x0, torch.Generator(device=device).manual_seed(3))[1]
+    assert bool(((t_drawn > loss.eps) & (t_drawn <= SDE.T)).all()) and t_drawn.std() > 0.2
