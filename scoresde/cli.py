@@ -131,14 +131,21 @@ def cmd_sample(args):
         name += f"_y{labels[0]}_w{ws[0]:g}"
     x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size, **guide)
     cost = describe_cost(run.guided_score(**guide)) if labels is not None else ""
-    out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}.npz")
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # what np.savez writes; report the true name
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _npz_path(args, f"{name}_{steps}.npz")
     np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds, step=run.step)
     png = save_samples(x[:64] if run.is_image else x, run, out.with_suffix(".png"))
     print(f"{len(x)} samples from step {run.step}, {nfe} NFE per batch{cost}, {seconds:.1f} s: wrote {out}"
           + (f" and {png}" if png else ""))
+
+
+def _npz_path(args, default_name: str) -> Path:
+    """--out, or WORKDIR/samples/<default_name>, ending in .npz as np.savez writes it (so we report the true
+    name), with its folder created."""
+    out = Path(args.out or Path(args.workdir) / "samples" / default_name)
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _sample_grid(args, run, sampler, name, steps, labels, ws, guide):
@@ -155,10 +162,7 @@ def _sample_grid(args, run, sampler, name, steps, labels, ws, guide):
             xs.append(x)
     seconds = time.perf_counter() - start
     x = torch.stack(xs).reshape(len(labels), len(ws), *xs[0].shape)
-    out = Path(args.out or Path(args.workdir) / "samples" / f"{name}_{steps}_grid.npz")
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _npz_path(args, f"{name}_{steps}_grid.npz")
     np.savez(out, samples=x.numpy(), labels=np.array(labels), guidance=np.array(ws), step=run.step, seconds=seconds)
     clf = guide["classifier"]
     note = f"; classifier guidance, scale {args.classifier_scale:g}" if clf is not None else ""
