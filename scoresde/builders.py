@@ -6,10 +6,9 @@ from typing import Callable
 
 import torch
 
-from . import discrete
+from . import discrete, sr3
 from ._utils import check_choice
 from .data import build_data
-from ._utils import check_choice
 from .data.toy import TOY
 from .losses import ClassifierLoss, DDPMLoss, DSMLoss, drop_labels
 from .models import MLP, NoisyClassifier, UNet
@@ -146,6 +145,12 @@ def build_sampler(config, name=None, steps=None, **options):
     return get_sampler(name or config.sampling.name, **options)
 
 
+def _labels_in_turn(run, n):
+    """What samples during training condition on: each class in turn for a class-conditional model."""
+    K = run.config.model.num_classes
+    return {"labels": torch.arange(n) % K} if K and run.can_sample else {}
+
+
 # -- families: a kind of diffusion model, and what the trainer, Run and the CLI build for it from a config --------------
 @dataclass(frozen=True)
 class Family:
@@ -160,6 +165,7 @@ class Family:
     bits_per_dim: Callable  # (run, x, generator) → (bits/dim [B], NFE)
     bits_per_dim_name: str = "probability-flow ODE"  # what bits_per_dim computes, for reports
     gaussian_chain: bool = True  # the model has a DDPM chain of Gaussian kernels: `eval` adds its discrete bound
+    sample_inputs: Callable = _labels_in_turn  # (run, n) → Run.sample keywords for samples during training (labels, condition)
 
 
 def _gaussian_display(run, x):
@@ -244,9 +250,53 @@ D3PM = Family(data=build_d3pm_data, process=build_d3pm, model=build_d3pm_model, 
               to_display=lambda run, x: discrete.states_to_display(x, run.config.d3pm.num_states),
               bits_per_dim=_vlb_bits_per_dim, bits_per_dim_name="T-step variational bound", gaussian_chain=False)
 
+def build_sr3_data(config):
+    """The images, each paired with its low-resolution version up-sampled (y = U D x₀)."""
+    if config.data.dataset in TOY:
+        raise ValueError(f"config.sr3.factor > 0 (SR3) needs images; config.data.dataset={config.data.dataset!r} is a "
+                         f"2-D toy set")
+    return sr3.LowResPairs(build_data_from_config(config), config.sr3.factor)
+
+
+def build_sr3_model(config, data_shape) -> torch.nn.Module:
+    """The U-Net reading the noisy image and the up-sampled low-resolution image side by side."""
+    c = config.model
+    return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
+                num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
+                embedding=c.embedding, time_scale=c.time_scale, fourier_scale=c.fourier_scale,
+                skip_rescale=c.skip_rescale, cond_channels=data_shape[0])
+
+
+def build_sr3_score_fn(model, sde, config):
+    """score_fn(x, t, y), the network seeing γ = α_t of `sde` (any VP schedule, not only the training one)."""
+    return get_score_fn(model, sde, config.model.parameterization, continuous=True, noise_level=True)
+
+
+def build_sr3_loss_fn(sde, config):
+    loss = sr3.SR3Loss(sde, config.model.parameterization, norm=config.sr3.norm, reduce=config.loss.reduce)
+    return lambda model, x0, generator=None, y=None: loss(model, x0, y, generator)
+
+
+def _sr3_bits_per_dim(run, x, generator):
+    """Bits/dim of x given its own low-resolution image, from the conditional probability-flow ODE."""
+    from .likelihood import likelihood
+    r = likelihood(sr3.condition_on(run.score_fn, sr3.low_res_condition(x, run.config.sr3.factor)), run.sde, x,
+                   generator=generator)
+    return r.bpd, r.nfe
+
+
+SR3 = Family(data=build_sr3_data, process=lambda config: build_sde(config.sde), model=build_sr3_model,
+             score_fn=build_sr3_score_fn, loss_fn=build_sr3_loss_fn, sampler=build_sampler,
+             to_display=_gaussian_display, bits_per_dim=_sr3_bits_per_dim,
+             bits_per_dim_name="probability-flow ODE, given the low-resolution image", gaussian_chain=False,
+             sample_inputs=lambda run, n: {"condition": run.data.eval_labels[:n]})
+
 FAMILIES = {"vp": GAUSSIAN, "subvp": GAUSSIAN, "ve": GAUSSIAN, "d3pm": D3PM}  # by config.sde.type
 
 
 def get_family(config) -> Family:
-    """The family of config.sde.type: Gaussian SDEs (vp, subvp, ve) or D3PM."""
+    """The family of a config: SR3 when config.sr3.factor > 0 (an image-conditional VP model), else that of
+    config.sde.type: Gaussian SDEs (vp, subvp, ve) or D3PM."""
+    if config.get("sr3", {}).get("factor", 0):
+        return SR3
     return FAMILIES[check_choice(config.sde.type, "config.sde.type", FAMILIES)]

@@ -47,6 +47,11 @@ def default_config() -> ml_collections.ConfigDict:
         hybrid_coeff=0.001,       # λ in L_vlb + λ L_CE
         bayes_logits=True,        # p̃_θ(x̃₀ | x_t) ∝ exp(network) q(x_t | x̃₀): the reverse of Austin et al.'s Eq. 4
     )
+    c.sr3 = dict(                 # SR3 super-resolution (Saharia et al. 2021) when factor > 0; needs sde.type="vp"
+        factor=0,                 # > 0: the network reads the image down-sampled by this factor (28 -> 7 with 4),
+                                  # up-sampled back, and the noise level γ = √ᾱ instead of t
+        norm=2,                   # p of the loss ‖ε − ε_θ‖_p^p: 2 or 1
+    )
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
         weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²) or v (λ = σ²/α², ‖v − v̂‖² on VP)
@@ -104,6 +109,8 @@ RULES = {
     **{k: (lambda v: 0 < v <= 1, "in (0, 1]") for k in ("d3pm.beta_start", "d3pm.beta_end")},
     "d3pm.num_states": (lambda v: v >= 2, ">= 2"),
     "d3pm.hybrid_coeff": _nonneg,
+    "sr3.factor": _nonneg,
+    "sr3.norm": (lambda v: v in (1, 2), "1 or 2"),
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -168,6 +175,7 @@ def validate(config) -> ml_collections.ConfigDict:
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     _check_objective(config)
+    _check_sr3(config)
     if config.model.name == "classifier" and not config.model.num_classes:
         raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
     if config.model.name == "ncsnpp":
@@ -180,6 +188,21 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
+
+
+def _check_sr3(config) -> None:
+    """SR3 (config.sr3.factor > 0) is a continuous VP model with a U-Net and SR3's own loss."""
+    if not config.sr3.factor:
+        return
+    wrong = [f"{k}={v!r}" for k, v, ok in (("sde.type", config.sde.type, "vp"), ("model.name", config.model.name, "unet"),
+                                          ("loss.continuous", config.loss.continuous, True),
+                                          ("loss.objective", config.loss.objective, "simple"),
+                                          ("model.learned_variance", config.model.learned_variance, False),
+                                          ("model.num_classes", config.model.num_classes, 0)) if v != ok]
+    if wrong:
+        raise ValueError(f"config.sr3.factor={config.sr3.factor} (SR3) needs sde.type='vp', model.name='unet', "
+                         f"loss.continuous=True, loss.objective='simple', model.learned_variance=False and "
+                         f"model.num_classes=0; got {', '.join('config.' + w for w in wrong)}")
 
 
 def _check_objective(config) -> None:

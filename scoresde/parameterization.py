@@ -60,7 +60,7 @@ def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, tar
 
 
 def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True,
-                 learned_variance: bool = False) -> Callable:
+                 learned_variance: bool = False, noise_level: bool = False) -> Callable:
     """Wrap `model(x, label[, y])` into `score_fn(x, t, y=None)`, the only thing samplers and likelihoods call.
 
     y: class labels [B] for a class-conditional model (`model.num_classes` = K > 0, declared on the result
@@ -75,18 +75,27 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     learned_variance=True: the model returns twice the channels of x (dim 1), the prediction and then v of
     Σ = exp(v log β + (1 − v) log β̃) (Nichol & Dhariwal 2021, Eq. 15); declared as `score_fn.learned_variance`,
     with `score_fn.score_and_v(x, t)` returning (score, v) from one model call (see scoresde.variances).
+    noise_level=True: the model receives the noise level γ = α_t = √ᾱ(t) of `sde` instead of t (SR3, Saharia
+    et al. 2021; scoresde.sr3). The network then knows nothing of the schedule, so the same model runs under
+    any VP SDE: build its score for another schedule with get_score_fn(model, other_sde, ..., noise_level=True).
+    Declared as `score_fn.noise_level`.
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
     check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     check_bool(continuous, "continuous")
     check_bool(learned_variance, "learned_variance")
+    check_bool(noise_level, "noise_level")
+    if noise_level and (not continuous or not sde.variance_preserving):
+        raise ValueError(f"noise_level=True conditions on γ = α_t, which fixes σ_t = √(1 − γ²) only on a variance-"
+                         f"preserving SDE in continuous time: got {type(sde).__name__} with continuous={continuous}")
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
     def score_and_v(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
         if continuous:
-            label, (alpha, sigma) = t, sde.marginal_coeffs(t)
+            alpha, sigma = sde.marginal_coeffs(t)
+            label = alpha if noise_level else t
         else:
             label = sde.timestep(t)
             abar = sde.alphas_cumprod.to(x.device)[label]  # float64: in float32, 1 − ᾱ loses digits near t = 0
@@ -100,7 +109,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
 
     score_fn.parameterization, score_fn.continuous = parameterization, continuous
     score_fn.num_classes = getattr(model, "num_classes", None) or 0  # > 0: y in {0…K−1}, K is "no label"
-    score_fn.learned_variance = learned_variance
+    score_fn.learned_variance, score_fn.noise_level = learned_variance, noise_level
     if learned_variance:
         score_fn.score_and_v = score_and_v
     return score_fn

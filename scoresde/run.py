@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import time
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch
 
 from . import builders
 from . import guidance as guidance_
-from ._utils import check_device, check_positive_int, progress
+from . import sr3
+from ._utils import ArgumentTypeError, check_device, check_positive_int, describe, progress
 from .config import from_json
 from .losses import ClassifierLoss
 from . import checkpoint as ckpt
@@ -47,6 +49,7 @@ class Run:
         self.sde = self.family.process(config)  # the forward process (an SDE or a D3PM chain)
         self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
         self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
+        self.low_res_factor = config.sr3.factor  # > 0: SR3, conditioned on images down-sampled by this factor
         self.score_fn = (self.family.score_fn(self.model, self.sde, config) if self.objective == "score"
                          else None)  # what the samplers call
         if data is not None:
@@ -94,16 +97,18 @@ class Run:
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                progress_bar: bool = False, labels=None, guidance: float = 0.0, classifier=None,
-               classifier_scale: float = 1.0, **options):
+               classifier_scale: float = 1.0, condition=None, **options):
         """n samples from the model: returns (x, nfe), nfe per batch. `sampler` is a name or a built sampler.
 
         Batch b (starting at sample i) uses the seed seed + i, so a sample depends on (seed, batch_size) only.
         labels (a class, or one per sample [n]), guidance (w; 0: conditional) and classifier, classifier_scale
         condition and guide the score (`guided_score`). nfe counts network calls; with classifier-free
-        guidance (w ∉ {0, −1}) each is on a doubled batch.
+        guidance (w ∉ {0, −1}) each is on a doubled batch. condition: SR3's up-sampled low-resolution images
+        [n, C, H, W], one per sample (`super_resolve` makes them from low-resolution images).
         """
         self._check_can_sample()
         n = check_positive_int(n, "n")
+        condition = self._check_condition(condition, n)
         batch_size = check_positive_int(batch_size or n, "batch_size")
         if sampler is None or isinstance(sampler, str):
             sampler = self.sampler(sampler, steps, **options)
@@ -124,9 +129,47 @@ class Run:
             b = min(batch_size, n - i)
             y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
             score = self.guided_score(y, guidance, classifier, classifier_scale)
+            if condition is not None:
+                score = sr3.condition_on(score, condition[i:i + b])
             x, nfe = sampler(score, self.sde, (b, *self.shape), generator=g, device=self.device)
             xs.append(x)
         return torch.cat(xs), nfe
+
+    def _check_condition(self, condition, n: int):
+        """SR3's conditioning images: required by an SR3 run ([n, *shape], on the run's device), refused otherwise."""
+        if not self.low_res_factor:
+            if condition is not None:
+                raise ValueError("condition is for SR3 runs (config.sr3.factor > 0); this run is not image-conditional")
+            return None
+        if condition is None:
+            raise ValueError(f"this SR3 run needs condition=: the up-sampled low-resolution images [{n}, "
+                             f"{', '.join(map(str, self.shape))}] (or use run.super_resolve(low_res))")
+        if not isinstance(condition, torch.Tensor) or tuple(condition.shape) != (n, *self.shape):
+            raise ArgumentTypeError(f"condition must be a tensor of images [{n}, {', '.join(map(str, self.shape))}], "
+                                    f"got {describe(condition)}")
+        return condition.to(self.device)
+
+    def super_resolve(self, low_res: torch.Tensor, sampler=None, steps: int | None = None, seed: int = 0, **kwargs):
+        """SR3: high-resolution samples given low-resolution images [n, C, H/f, W/f] (f = config.sr3.factor);
+        returns (x, nfe). Other keywords as in `sample`."""
+        if not self.low_res_factor:
+            raise ValueError("super_resolve needs an SR3 run (config.sr3.factor > 0)")
+        f, (c, h, w) = self.low_res_factor, self.shape
+        if not isinstance(low_res, torch.Tensor) or low_res.ndim != 4 or tuple(low_res.shape[1:]) != (c, h // f, w // f):
+            raise ArgumentTypeError(f"low_res must be images [n, {c}, {h // f}, {w // f}] (the run's {h}x{w} images "
+                                    f"down-sampled by {f}), got {describe(low_res)}")
+        condition = sr3.upsample(low_res.to(self.device), f)
+        return self.sample(len(low_res), sampler, steps, seed, condition=condition, **kwargs)
+
+    def with_sde(self, sde) -> "Run":
+        """This run under another VP SDE: for a model conditioned on the noise level (SR3), the inference noise
+        schedule may differ from training's, with no retraining. Returns a new Run sharing the model."""
+        if not getattr(self.score_fn, "noise_level", False):
+            raise ValueError("with_sde needs a model conditioned on the noise level (SR3, config.sr3.factor > 0): a "
+                             "time-conditioned model only knows its training schedule")
+        new = copy.copy(self)
+        new.sde, new.score_fn = sde, self.family.score_fn(self.model, sde, self.config)
+        return new
 
     def timed_sample(self, n: int, sampler, seed: int = 0, batch_size: int | None = None, **guidance):
         """sample(), with the samples on the host and the wall time in seconds: (x, nfe, seconds)."""

@@ -37,6 +37,7 @@ class SDE(abc.ABC):
 
     sampling_eps: float = 1e-3  # default smallest time a sampler reaches
     prior_std: float = 1.0  # p_T ≈ N(0, prior_std² I)
+    variance_preserving: bool = False  # α_t² + σ_t² = 1 (VP): then the noise level α_t alone fixes the marginal
 
     def __init__(self, N: int = 1000, T: float = 1.0):
         self.N = check_positive_int(N, "N")  # number of discretisation steps
@@ -138,6 +139,8 @@ class ReverseSDE:
 
 class VPSDE(SDE):
     """Variance-preserving SDE dx = −½β(t) x dt + √β(t) dw; its discretisation is DDPM (Song et al. 2021, Eq. 11)."""
+
+    variance_preserving = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, schedule="linear"):
         super().__init__(N=N, T=1.0)

@@ -31,19 +31,25 @@ class UNet(nn.Module):
                  skip_rescale: bool = False,      # divide residual sums by √2 (DDPM++)
                  num_classes: int | None = None,  # class-conditional with this many classes (+1 "no label")
                  out_channels: int | None = None,  # output channels (None: in_channels, an output shaped like x)
+                 cond_channels: int = 0,           # > 0: image-conditional (SR3): y [B, cond_channels, H, W] is
+                                                   # concatenated to x at the input
                  ):
         super().__init__()
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding must be one of {list(EMBEDDINGS)}, got {embedding!r}")
+        if num_classes and cond_channels:
+            raise ValueError(f"a U-Net conditions on class labels (num_classes={num_classes}) or on images "
+                             f"(cond_channels={cond_channels}), not both")
         if resolution % 2 ** (len(ch_mult) - 1):
             raise ValueError(f"resolution {resolution} must be divisible by 2^(len(ch_mult) - 1) = {2 ** (len(ch_mult) - 1)}")
         self.ch, self.time_scale, self.num_classes, self.embedding = ch, time_scale, num_classes, embedding
+        self.cond_channels = cond_channels
         emb_dim = 4 * ch
         self.fourier = GaussianFourierProjection(ch, fourier_scale) if embedding == "fourier" else None
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
 
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels + cond_channels, ch, 3, padding=1)
         self.down, chans, cur, res = nn.ModuleList(), [ch], ch, resolution
         for level, mult in enumerate(ch_mult):
             for _ in range(num_res_blocks):
@@ -89,6 +95,12 @@ class UNet(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond_channels:  # SR3: y is an image, read next to x
+            if y is None or y.shape != (x.shape[0], self.cond_channels, *x.shape[2:]):
+                raise ValueError(f"this U-Net is image-conditional: y must be images [B, {self.cond_channels}, "
+                                 f"{x.shape[-2]}, {x.shape[-1]}] for x {tuple(x.shape)}, got "
+                                 f"{None if y is None else tuple(y.shape)}")
+            x, y = torch.cat([x, y.to(x.dtype)], 1), None
         emb = self.embed(t, y)
         hs = [self.conv_in(x)]
         for block in self.down:

@@ -170,6 +170,33 @@ def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_ce
     return path
 
 
+def save_rows(rows: dict, run: Run, path: Path, title: str = "", per_row: int = 12) -> Path | None:
+    """A picture with one labelled row of images per entry of rows {name: images [N, C, H, W]} (the first
+    per_row of each; e.g. input | result | ground truth for super-resolution and inpainting); needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = min(per_row, *(len(x) for x in rows.values()))
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.6 * k + 1.2, 0.75 * len(rows) + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax, (name, x) in zip(axes[:, 0], rows.items()):
+        strip = torch.cat(list(run.to_display(x[:k].detach().float().cpu())), dim=-1)  # [C, H, k·W]
+        ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
+                  vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 class Trainer:
     """Builds everything from the config and runs (or resumes) training in `workdir`.
 
@@ -279,10 +306,10 @@ class Trainer:
         return self.run.eval_loss()
 
     def sample(self, n: int | None = None, sampler=None, seed: int = 0):
-        """Samples from the EMA model: returns (x, nfe). A conditional model draws the classes in turn (w = 0)."""
-        n, K = n or self.config.sampling.n, self.config.model.num_classes
-        labels = torch.arange(n) % K if K else None
-        return self.run.sample(n, sampler or self.sampler, seed=seed, labels=labels)
+        """Samples from the EMA model: returns (x, nfe). A conditional model draws the classes in turn (w = 0);
+        SR3 super-resolves the first n held-out images."""
+        n = n or self.config.sampling.n
+        return self.run.sample(n, sampler or self.sampler, seed=seed, **self.family.sample_inputs(self.run, n))
 
     def train(self) -> Path:
         """Train up to config.training.n_iters; Ctrl-C saves latest.pt and re-raises KeyboardInterrupt."""
