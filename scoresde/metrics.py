@@ -174,3 +174,19 @@ def ssim(x, y, data_range: float = 1.0, window: int = 7, sigma: float = 1.5) -> 
     vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)
+
+
+def restoration_metrics(x, truth, observe=None, observed=None, classifier=None, labels=None,
+                        data_range: float = 1.0) -> dict:
+    """How well images x [B, C, H, W] restore `truth`: {name: (mean, standard error over images)} for PSNR (dB)
+    and SSIM against truth; with observe and observed, consistency = mean((observe(x) − observed)²) per image
+    (e.g. observe = downsample by the SR factor, observed = the low-resolution input); with a classifier
+    (images → logits) and labels, the accuracy of its predictions on x."""
+    per_image = {"psnr": psnr(x, truth, data_range), "ssim": ssim(x, truth, data_range)}
+    if observe is not None:
+        per_image["consistency"] = ((observe(x) - observed.to(x.device)) ** 2).flatten(1).mean(1).double()
+    if classifier is not None:
+        with torch.no_grad():
+            per_image["accuracy"] = (classifier(x).argmax(1).cpu() == labels.cpu()).double()
+    return {k: (v.mean().item(), (v.std() / len(v) ** 0.5).item() if len(v) > 1 else float("nan"))
+            for k, v in per_image.items()}

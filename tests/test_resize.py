@@ -73,3 +73,14 @@ def test_image_metrics_reject_bad_input():
         metrics.ssim(x, x, window=11)
     with pytest.raises(ValueError, match="data_range"):
         metrics.psnr(x, x, data_range=0)
+
+
+def test_restoration_metrics_report_means_and_standard_errors():
+    truth = _images("cpu", (4, 1, 8, 8))
+    x = truth + 0.1
+    logits = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    r = metrics.restoration_metrics(x, truth, observe=lambda v: downsample(v, 2), observed=downsample(truth, 2),
+                                    classifier=lambda v: logits, labels=torch.tensor([0, 1, 1, 1]))
+    assert r["psnr"][0] == pytest.approx(20.0) and r["psnr"][1] == pytest.approx(0.0, abs=1e-9)
+    assert r["consistency"][0] == pytest.approx(0.01) and r["ssim"][0] == metrics.ssim(x, truth).mean().item()
+    assert r["accuracy"] == (pytest.approx(0.5), pytest.approx(0.5 / 3 ** 0.5))  # Bernoulli (1,1,0,0): std 1/√3
