@@ -220,6 +220,9 @@ def _guidance_plan(run_, args):
 
 def run(args):
     run_ = load_run(args.workdir, args.device)
+    if run_.low_res_factor:
+        raise ValueError(f"{args.workdir} is an SR3 run: compare measures unconditional sample quality; compare SR3's "
+                         f"samplers with examples/super_resolution_mnist.py (PSNR, SSIM, consistency per sampler)")
     options = parse_options(args.option)
     ws, classifier = _guidance_plan(run_, args)
     plan = [{**entry, "guidance": w} for entry in parse_plan(run_, args.samplers, args.steps, options) for w in ws]

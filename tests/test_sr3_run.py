@@ -114,3 +114,8 @@ def test_unet_reads_the_condition_image():
         net(x, t)
     with pytest.raises(ValueError, match="not both"):
         UNet(in_channels=1, resolution=8, num_classes=3, cond_channels=1)
+
+
+def test_compare_points_sr3_runs_to_their_example(workdir, capsys):
+    out = cli(capsys, "compare", "--workdir", workdir, "--samplers", "ddim", "--steps", 5, "--n", 8, "--device", "cpu")
+    assert_one_line_error(out, "is an SR3 run", "examples/super_resolution_mnist.py")
