@@ -143,7 +143,7 @@ def cmd_sample(args):
 
 def _super_resolve(args, run, sampler, name, steps):
     """An SR3 run: super-resolve the first n held-out images; save them with their inputs and ground truth."""
-    from .metrics import psnr
+    from .metrics import restoration_metrics
     from .training.loop import save_rows
 
     if args.labels is not None or args.classifier or args.guidance != "0":
@@ -161,11 +161,11 @@ def _super_resolve(args, run, sampler, name, steps):
     png = save_rows({f"input {low_res.shape[-2]}x{low_res.shape[-1]}": upsample(low_res, f), "SR3": x,
                      "ground truth": truth}, run, out.with_suffix(".png"),
                     title=f"SR3 x{f}, {name}, {nfe} NFE (step {run.step})")
-    scale = 2.0 if run.centered else 1.0
-    consistency = ((downsample(x, f) - low_res) ** 2).flatten(1).mean(1)
+    m = restoration_metrics(run.to_display(x), run.to_display(truth), lambda v: downsample(v, f),
+                            run.to_display(low_res))  # on pixel values in [0, 1]
     print(f"{len(x)} super-resolved held-out images from step {run.step}, {nfe} NFE per batch, {seconds:.1f} s; "
-          f"PSNR {psnr(x, truth, scale).mean():.2f} dB, consistency MSE {consistency.mean():.2e}: wrote {out}"
-          + (f" and {png}" if png else ""))
+          f"PSNR {m['psnr'][0]:.2f} ± {m['psnr'][1]:.2f} dB, SSIM {m['ssim'][0]:.3f}, consistency MSE "
+          f"{m['consistency'][0]:.1e}: wrote {out}" + (f" and {png}" if png else ""))
 
 
 def _npz_path(args, default_name: str) -> Path:
