@@ -74,7 +74,7 @@ def main(argv=None):
                 _append(rows_path, row)
                 done[key] = row
                 print(f"{name} {variance} {spec} steps: FD {row['frechet_distance']:.2f} ± {row['frechet_distance_se']:.2f}, "
-                      f"KID {1e3 * row['kid']:.1f}e-3, {seconds:.0f} s")
+                      f"KID {row['kid']:.4g}, {seconds:.0f} s")
     table = out / "table.md"
     table.write_text(_table(done.values(), runs))
     print(f"wrote {table} and {rows_path}")
@@ -82,7 +82,7 @@ def main(argv=None):
 
 def _table(rows, runs) -> str:
     rows = list(rows)
-    lines = ["| run | discrete bits/dim (σ²) | σ² when sampling | steps | NFE | Fréchet distance ± se | KID ×1e3 ± se | seconds |",
+    lines = ["| run | discrete bits/dim (σ²) | σ² when sampling | steps | NFE | Fréchet distance ± se | KID ± se | seconds |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for name in runs:
         bounds = [r["bounds"] for r in rows if r["kind"] == "bpd" and r["run"] == name]
@@ -92,7 +92,7 @@ def _table(rows, runs) -> str:
         for r in samples:
             lines.append(f"| {name} | {bpd} | {r['variance']} | {r['steps']} | {r['nfe']} | "
                          f"{r['frechet_distance']:.2f} ± {r['frechet_distance_se']:.2f} | "
-                         f"{1e3 * r['kid']:.1f} ± {1e3 * r['kid_se']:.1f} | {r['seconds']:.0f} |")
+                         f"{r['kid']:.4g} ± {r['kid_se']:.2g} | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
