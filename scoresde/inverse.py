@@ -198,11 +198,7 @@ def check_observation(y, mask, name: str = "mask") -> tuple[torch.Tensor, torch.
     if not isinstance(mask, torch.Tensor):
         raise ArgumentTypeError(f"{name} must be a tensor of 0/1 (or bool) values broadcastable to y "
                                 f"{tuple(y.shape)}, got {describe(mask)}")
-    try:
-        shape = torch.broadcast_shapes(mask.shape, y.shape)
-    except RuntimeError:
-        shape = None
-    if shape != y.shape:
+    if mask.ndim > y.ndim or any(m not in (1, n) for m, n in zip(reversed(mask.shape), reversed(y.shape))):
         raise ValueError(f"{name} must broadcast to y's shape {tuple(y.shape)}, got shape {tuple(mask.shape)}")
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(f"{name} must hold 0/1 (or bool) values: 1 where observed, got values "
