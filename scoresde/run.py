@@ -15,7 +15,7 @@ import torch
 
 from . import builders
 from . import guidance as guidance_
-from . import sr3
+from . import inverse, sr3
 from ._utils import ArgumentTypeError, check_device, check_positive_int, describe, progress
 from .config import from_json
 from .losses import ClassifierLoss
@@ -170,6 +170,17 @@ class Run:
         new = copy.copy(self)
         new.sde, new.score_fn = sde, self.family.score_fn(self.model, sde, self.config)
         return new
+
+    def inpaint(self, y: torch.Tensor, mask: torch.Tensor, sampler=None, steps: int | None = None, seed: int = 0,
+                resample: int = 1, jump: int = 1, **options):
+        """scoresde.inverse.inpaint with this run's score and SDE: samples equal to y where mask = 1, (x, nfe).
+        sampler: a name (with steps and options; default the run's) or a built one-step sampler."""
+        self._check_can_sample()
+        if sampler is None or isinstance(sampler, str):
+            sampler = self.sampler(sampler, steps, **options)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        return inverse.inpaint(self.score_fn, self.sde, y.to(self.device), mask.to(self.device), sampler, resample,
+                               jump, generator=g)
 
     def timed_sample(self, n: int, sampler, seed: int = 0, batch_size: int | None = None, **guidance):
         """sample(), with the samples on the host and the wall time in seconds: (x, nfe, seconds)."""

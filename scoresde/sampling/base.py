@@ -132,11 +132,16 @@ class Sampler:
         """Hook at eps before denoising (the PC sampler runs its last corrector here)."""
         return x
 
-    def integrate(self, score, sde, x, ts, generator):
-        """Run the moves along ts; solvers that are not step-by-step (adaptive ODE, torchsde) override this."""
+    def tables(self, score, sde, ts, x) -> dict:
+        """`prepare_for`'s tables on x's device and dtype, with the grid as c["t"]: what `step` reads."""
         c = {k: v.to(x.device, x.dtype) if isinstance(v, torch.Tensor) else v
              for k, v in self.prepare_for(score, sde, ts, x).items()}
         c["t"] = ts.to(x.device, x.dtype)
+        return c
+
+    def integrate(self, score, sde, x, ts, generator):
+        """Run the moves along ts; solvers that are not step-by-step (adaptive ODE, torchsde) override this."""
+        c = self.tables(score, sde, ts, x)
         for k in progress(range(len(ts) - 1), self.progress, desc=self.name):
             x = self.step(score, sde, x, k, c, generator)
             self._record(x, c["t"][k + 1], k)
