@@ -75,6 +75,8 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     learned_variance=True: the model returns twice the channels of x (dim 1), the prediction and then v of
     Σ = exp(v log β + (1 − v) log β̃) (Nichol & Dhariwal 2021, Eq. 15); declared as `score_fn.learned_variance`,
     with `score_fn.score_and_v(x, t)` returning (score, v) from one model call (see scoresde.variances).
+    An SDE with a prior N(μ, Σ) (`sde.with_prior`, PriorGrad): the model works in x̃ = L⁻¹(x − μ) and score_fn
+    returns the score of x, L⁻ᵀ s̃ (a per-class prior needs `sde.given(y)` first).
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
@@ -85,6 +87,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
     def score_and_v(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+        x = sde.whiten(x)  # with a prior N(μ, Σ) the network sees x̃ = L⁻¹(x − μ) (scoresde.prior); else x itself
         if continuous:
             label, (alpha, sigma) = t, sde.marginal_coeffs(t)
         else:
@@ -93,7 +96,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         raw = model(x, label) if y is None else model(x, label, y)
         out, v = split_variance(raw, x) if learned_variance else (raw, None)
-        return convert(out, x, alpha, sigma, parameterization, "score"), v
+        return sde.unwhiten_score(convert(out, x, alpha, sigma, parameterization, "score")), v
 
     def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return score_and_v(x, t, y)[0]

@@ -17,6 +17,7 @@ from . import guidance as guidance_
 from ._utils import check_device, check_positive_int, progress
 from .config import from_json
 from .losses import ClassifierLoss
+from .prior import prior_from_state
 from . import checkpoint as ckpt
 
 
@@ -34,7 +35,7 @@ class Run:
     """A model (the EMA weights) with its config and SDE: `score_fn` for any sampler, `sample`, held-out `data`."""
 
     def __init__(self, config, model: torch.nn.Module, *, shape, is_image: bool, centered: bool = True,
-                 step: int = 0, device=None, workdir=None, checkpoint_path=None, data=None):
+                 step: int = 0, device=None, workdir=None, checkpoint_path=None, data=None, prior=None):
         self.config = config  # the resolved run config
         self.device = select_device(device)
         self.model = model.to(self.device).eval()  # the EMA network
@@ -45,6 +46,9 @@ class Run:
         self.checkpoint_path = checkpoint_path  # the file the weights came from
         self.family = builders.get_family(config)  # Gaussian SDEs or D3PM
         self.sde = self.family.process(config)  # the forward process (an SDE or a D3PM chain)
+        self.prior = prior  # PriorGrad's data prior (config.sde.prior='data', scoresde.prior), stored with the run
+        if prior is not None:
+            self.sde = self.sde.with_prior(prior)
         self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
         self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
         self.score_fn = (self.family.score_fn(self.model, self.sde, config) if self.objective == "score"
@@ -65,7 +69,8 @@ class Run:
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
         sampler = self.family.sampler(self.config, name, steps, **{"progress": False, **options})
         if getattr(sampler, "needs_data", False) and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
-            sampler.data = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)[0]
+            x, y = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
+            sampler.data = self.family.given(self.sde, y).whiten(x)  # samplers run on x̃ (x itself for N(0, I))
         return sampler
 
     @property
@@ -89,7 +94,9 @@ class Run:
                 raise ValueError(f"classifier must be a classifier run (config.model.name='classifier'), got a "
                                  f"{classifier.objective} run from {classifier.workdir}")
             classifier = classifier.model
-        return guidance_.guided(self.score_fn, labels, guidance, classifier, classifier_scale)
+        sde = self.family.given(self.sde, labels)  # a per-class prior: the score of x under the labels' priors
+        score_fn = self.score_fn if sde is self.sde else self.family.score_fn(self.model, sde, self.config)
+        return guidance_.guided(score_fn, labels, guidance, classifier, classifier_scale)
 
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
@@ -124,7 +131,7 @@ class Run:
             b = min(batch_size, n - i)
             y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
             score = self.guided_score(y, guidance, classifier, classifier_scale)
-            x, nfe = sampler(score, self.sde, (b, *self.shape), generator=g, device=self.device)
+            x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), generator=g, device=self.device)
             xs.append(x)
         return torch.cat(xs), nfe
 
@@ -205,8 +212,11 @@ def load_run(workdir, device=None, checkpoint=None) -> Run:
         state = ckpt.load(path, device)
     config = from_json(state["config"])
     data = state["data"]
+    if config.sde.prior == "data" and "prior" not in state:
+        raise ValueError(f"{path} lacks the data prior that config.sde.prior='data' needs (checkpoint key 'prior')")
+    prior = prior_from_state(state["prior"]) if "prior" in state else None
     model = builders.get_family(config).model(config, tuple(data["shape"]))
     model.load_state_dict(state["ema"])
     return Run(config, model, shape=data["shape"], is_image=data["is_image"], centered=data["centered"],
-               step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path)
+               step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path, prior=prior)
 
