@@ -351,3 +351,25 @@ def test_run_stores_and_loads_its_prior(tmp_path):
     with pytest.raises(ValueError, match="needs class labels"):
         run.sample(4, "ddim", steps=5)
     assert math.isfinite(run.eval_loss(64))
+
+
+@pytest.mark.parametrize("parameterization", ["eps", "v"])
+@pytest.mark.parametrize("kind", list(PRIORS))
+def test_get_score_fn_turns_a_whitened_network_into_the_score_of_x(kind, parameterization):
+    """A network that predicts ε (or v) of x̃ = L⁻¹(x − μ) exactly gives, through get_score_fn, the exact score of x."""
+    prior, data = PRIORS[kind](), gaussian(dim=DIM, seed=8)
+    sde = scoresde.VPSDE().with_prior(prior)
+    mu, Sigma = prior_moments(prior)
+    L = torch.linalg.cholesky(Sigma)
+    white = GaussianMixture([1.0], torch.linalg.solve(L, data.means[0] - mu)[None],
+                            torch.linalg.solve(L, torch.linalg.solve(L, data.covs[0]).T)[None])
+
+    def network(x_white, t):
+        alpha, sigma = (v[:, None] for v in sde.marginal_coeffs(t))
+        eps = -sigma * white.score(sde.standard, x_white, t)
+        return eps if parameterization == "eps" else alpha * eps - sigma * (x_white - sigma * eps) / alpha
+
+    x = torch.randn(6, DIM, generator=torch.Generator().manual_seed(0), dtype=F64) * 2
+    t = torch.full((6,), 0.37, dtype=F64)
+    got = scoresde.get_score_fn(network, sde, parameterization)(x, t)
+    assert torch.allclose(got, PriorScore(sde, data.means[0], data.covs[0], mu, Sigma)(x, t), rtol=1e-10, atol=1e-12)
