@@ -10,9 +10,10 @@ from . import discrete, sr3
 from ._utils import check_choice
 from .data import build_data
 from .data.toy import TOY
-from .losses import ClassifierLoss, DDPMLoss, DSMLoss, drop_labels
+from .losses import ClassifierLoss, DDPMLoss, DSMLoss, drop_labels, given_labels
 from .models import MLP, NoisyClassifier, UNet
 from .parameterization import get_score_fn
+from .prior import estimate_prior
 from .sampling import get_sampler
 from .sde import VESDE, VPSDE, subVPSDE
 from .vlb_loss import VLBLoss
@@ -114,15 +115,30 @@ def build_loss_fn(sde, config):
         ddpm = DDPMLoss(sde, parameterization=config.model.parameterization, reduce=c.reduce)
 
         def ddpm_loss(model, x0, generator=None, y=None):
-            y = labels(y, generator)
-            return ddpm(model if y is None else (lambda x, i: model(x, i, y)), x0, generator)
+            loss, y = given_labels(ddpm, y), labels(y, generator)  # the prior of the true class, then label dropout
+            return loss(model if y is None else (lambda x, i: model(x, i, y)), x0, generator)
         return ddpm_loss
     dsm = DSMLoss(sde, c.weighting, eps=c.eps, reduce=c.reduce, importance_sampling=c.importance_sampling)
 
     def dsm_loss(model, x0, generator=None, y=None):
-        y, score_fn = labels(y, generator), build_score_fn(model, sde, config)
-        return dsm(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
+        loss = given_labels(dsm, y)  # a per-class prior: the one of the true class, before label dropout
+        y, score_fn = labels(y, generator), build_score_fn(model, loss.sde, config)
+        return loss(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
     return dsm_loss
+
+
+def data_prior(config, data):
+    """config.sde.prior='data': PriorGrad's prior (Lee et al. 2022), the mean and diagonal variance of
+    config.sde.prior_samples training samples, per class with config.sde.prior_per_class; None for 'standard'."""
+    s = config.sde
+    if s.prior == "standard":
+        return None
+    try:
+        x, y = data.train_batch(0, s.prior_samples, config.training.seed)
+    except ValueError as e:
+        raise ValueError(f"config.sde.prior_samples={s.prior_samples}: {e}") from None
+    per_class = s.prior_per_class
+    return estimate_prior(x, y if per_class else None, data.num_classes if per_class else 0, s.prior_min_var)
 
 
 def vlb_decoder(config) -> str:
@@ -162,8 +178,9 @@ class Family:
     loss_fn: Callable       # (process, config) → loss_fn(model, x0, generator=None, y=None)
     sampler: Callable       # (config, name, steps, **options) → sampler(fn, process, shape, generator=, device=)
     to_display: Callable    # (run, x) → pictures in [0, 1] (points unchanged)
-    bits_per_dim: Callable  # (run, x, generator) → (bits/dim [B], NFE)
+    bits_per_dim: Callable  # (run, x, generator, y=None) → (bits/dim [B], NFE)
     bits_per_dim_name: str = "probability-flow ODE"  # what bits_per_dim computes, for reports
+    given: Callable = lambda process, y: process  # (process, labels) → the process of a batch (a per-class prior)
     gaussian_chain: bool = True  # the model has a DDPM chain of Gaussian kernels: `eval` adds its discrete bound
     sample_inputs: Callable = _labels_in_turn  # (run, n) → Run.sample keywords for samples during training (labels, condition)
 
@@ -172,17 +189,19 @@ def _gaussian_display(run, x):
     return ((x + 1) / 2 if run.centered else x).clamp(0, 1) if run.is_image else x
 
 
-def _ode_bits_per_dim(run, x, generator):
-    """Bits/dim from the probability-flow ODE likelihood (Hutchinson trace)."""
+def _ode_bits_per_dim(run, x, generator, y=None):
+    """Bits/dim from the probability-flow ODE likelihood (Hutchinson trace): of p(x), or of p(x | y) given labels y
+    (which a per-class prior needs)."""
     from .likelihood import likelihood
-    r = likelihood(run.score_fn, run.sde, x, generator=generator)
+    score, sde = (run.score_fn, run.sde) if y is None else (run.guided_score(y), run.family.given(run.sde, y))
+    r = likelihood(score, sde, x, generator=generator)
     return r.bpd, r.nfe
 
 
 GAUSSIAN = Family(data=build_data_from_config, process=lambda config: build_sde(config.sde),
                   model=lambda config, shape: build_model(config.model, shape), score_fn=build_score_fn,
                   loss_fn=build_loss_fn, sampler=build_sampler, to_display=_gaussian_display,
-                  bits_per_dim=_ode_bits_per_dim)
+                  bits_per_dim=_ode_bits_per_dim, given=lambda sde, y: sde.given(y))
 
 
 def build_d3pm(config) -> discrete.D3PM:
@@ -240,7 +259,7 @@ def build_d3pm_sampler(config, name=None, steps=None, **options):
     return discrete.get_sampler(name or config.sampling.name, steps=steps, **options)
 
 
-def _vlb_bits_per_dim(run, x, generator):
+def _vlb_bits_per_dim(run, x, generator, y=None):
     """Bits/dim of the T-step variational bound L_vlb."""
     return discrete.nll_bits_per_dim(run.score_fn, run.sde, x, generator=generator)
 
@@ -277,8 +296,9 @@ def build_sr3_loss_fn(sde, config):
     return lambda model, x0, generator=None, y=None: loss(model, x0, y, generator)
 
 
-def _sr3_bits_per_dim(run, x, generator):
-    """Bits/dim of x given its own low-resolution image, from the conditional probability-flow ODE."""
+def _sr3_bits_per_dim(run, x, generator, y=None):
+    """Bits/dim of x given its own low-resolution image (computed from x; y is unused), from the conditional
+    probability-flow ODE."""
     from .likelihood import likelihood
     r = likelihood(sr3.condition_on(run.score_fn, sr3.low_res_condition(x, run.config.sr3.factor)), run.sde, x,
                    generator=generator)

@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python values, so `torch.load(path, weights_only=True)` reads it:
     model, ema (state dicts), ema_updates, optimizer, step, rng (tensors and ints), config (JSON text),
     data ({"shape", "is_image", "centered"}: what a loaded run needs without reading the data set),
-    and loss_state when the loss keeps one (L_vlb's importance-sampling history).
+    loss_state when the loss keeps one (L_vlb's importance-sampling history), and prior (PriorGrad's data prior:
+    {"kind", "mean", "var"}, scoresde.prior) when config.sde.prior='data'.
 """
 from __future__ import annotations
 

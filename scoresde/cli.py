@@ -216,16 +216,18 @@ def cmd_eval(args):
         return
     n = args.n or run.config.eval.n_bpd
     x = run.data.eval_data[:n].to(run.device)
-    bpds, nfe = [], 0
-    for i in range(0, len(x), run.config.eval.batch_size):
-        bpd, n_fe = run.family.bits_per_dim(run, x[i:i + run.config.eval.batch_size],
-                                            torch.Generator(device=run.device).manual_seed(args.seed + i))
+    bpds, nfe, bs = [], 0, run.config.eval.batch_size
+    per_class = run.config.sde.prior_per_class  # a per-class prior (PriorGrad) defines p(x | y): given the labels
+    for i in range(0, len(x), bs):
+        y = run.data.eval_labels[:n][i:i + bs].to(run.device) if per_class else None
+        bpd, n_fe = run.family.bits_per_dim(run, x[i:i + bs], torch.Generator(device=run.device).manual_seed(args.seed + i),
+                                            y=y)
         bpds.append(bpd.cpu())
         nfe += n_fe
     bpd = torch.cat(bpds)
     result = {"step": run.step, "eval_loss": run.eval_loss(), "bits_per_dim": bpd.mean().item(),
               "bits_per_dim_se": _se(bpd), "n": len(bpd), "nfe": nfe,
-              "discrete": discrete_bound(run, x, args.seed) if run.family.gaussian_chain else {}}
+              "discrete": discrete_bound(run, x, args.seed) if run.family.gaussian_chain and run.prior is None else {}}
     out = Path(args.workdir) / "eval.json"
     try:
         out.write_text(json.dumps(result, indent=2))

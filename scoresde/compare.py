@@ -285,11 +285,10 @@ def _sample_file(row) -> str:
 
 
 def _bits_per_dim(run_, n, seed):
-    from .likelihood import likelihood
-
     x = run_.data.eval_data[:n].to(run_.device)
-    r = likelihood(run_.score_fn, run_.sde, x, generator=torch.Generator(device=run_.device).manual_seed(seed))
-    return r.bpd.mean().item()
+    y = run_.data.eval_labels[:n].to(run_.device) if run_.config.sde.prior_per_class else None  # p(x | y) (PriorGrad)
+    bpd, _ = run_.family.bits_per_dim(run_, x, torch.Generator(device=run_.device).manual_seed(seed), y=y)
+    return bpd.mean().item()
 
 
 def series(row) -> str:

@@ -39,6 +39,10 @@ def default_config() -> ml_collections.ConfigDict:
         learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
+    c.sde.prior = "standard"        # "data": PriorGrad's N(μ, diag σ²) measured on training data (Lee et al. 2022)
+    c.sde.prior_per_class = False   # "data": one μ, σ² per class (a class-conditional model; sampling needs labels)
+    c.sde.prior_min_var = 1e-4      # "data": floor of the measured variances (constant pixels have none)
+    c.sde.prior_samples = 1000      # "data": training samples the prior is measured on (at most the training set)
     c.d3pm = dict(                # used when sde.type="d3pm": discrete states, T = sde.N steps (Austin et al. 2021)
         transition="gaussian",    # uniform, absorbing ([MASK]) or gaussian (discretised Gaussian, for ordinal data)
         schedule="linear",        # linear (gaussian), cosine (uniform) or mutual_information (absorbing: 1/(T−t+1))
@@ -81,6 +85,7 @@ CHOICES = {
     "d3pm.transition": ("uniform", "absorbing", "gaussian"),
     "d3pm.schedule": ("linear", "cosine", "mutual_information"),
     "sde.schedule": ("linear", "cosine"),
+    "sde.prior": ("standard", "data"),
     "model.name": ("mlp", "unet", "classifier", "ncsnpp"),
     "model.parameterization": ("eps", "score", "x0", "v"),
     "model.embedding": ("sinusoidal", "fourier"),
@@ -99,7 +104,8 @@ RULES = {
                          "training.sample_every", "training.save_every", "training.snapshot_every", "optim.lr",
                          "optim.eps", "sde.N", "sde.sigma_min", "sampling.steps", "sampling.n", "eval.batch_size",
                          "eval.n_bpd", "data.n_eval", "model.hidden", "model.layers", "model.emb_dim", "model.ch",
-                         "model.num_res_blocks", "model.time_scale", "model.fourier_scale")},
+                         "model.num_res_blocks", "model.time_scale", "model.fourier_scale", "sde.prior_min_var")},
+    "sde.prior_samples": (lambda v: v >= 2, ">= 2"),
     **{k: _nonneg for k in ("data.image_size", "optim.warmup", "optim.grad_clip", "optim.weight_decay", "sde.beta_min",
                             "training.seed", "model.num_classes")},
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
@@ -176,6 +182,7 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     _check_objective(config)
     _check_sr3(config)
+    _check_prior(config)
     if config.model.name == "classifier" and not config.model.num_classes:
         raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
     if config.model.name == "ncsnpp":
@@ -198,11 +205,12 @@ def _check_sr3(config) -> None:
                                           ("loss.continuous", config.loss.continuous, True),
                                           ("loss.objective", config.loss.objective, "simple"),
                                           ("model.learned_variance", config.model.learned_variance, False),
-                                          ("model.num_classes", config.model.num_classes, 0)) if v != ok]
+                                          ("model.num_classes", config.model.num_classes, 0),
+                                          ("sde.prior", config.sde.prior, "standard")) if v != ok]
     if wrong:
         raise ValueError(f"config.sr3.factor={config.sr3.factor} (SR3) needs sde.type='vp', model.name='unet', "
-                         f"loss.continuous=True, loss.objective='simple', model.learned_variance=False and "
-                         f"model.num_classes=0; got {', '.join('config.' + w for w in wrong)}")
+                         f"loss.continuous=True, loss.objective='simple', model.learned_variance=False, "
+                         f"model.num_classes=0 and sde.prior='standard'; got {', '.join('config.' + w for w in wrong)}")
 
 
 def _check_objective(config) -> None:
@@ -223,6 +231,22 @@ def _check_objective(config) -> None:
     if not loss.continuous and loss.importance_sampling and loss.objective == "simple":
         raise ValueError("config.loss.importance_sampling=True in discrete time samples t for L_vlb: it needs "
                          "config.loss.objective 'vlb' or 'hybrid'")
+
+
+def _check_prior(config) -> None:
+    """PriorGrad's data prior: for score models of the Gaussian SDEs; per class only for a class-conditional one."""
+    s, m = config.sde, config.model
+    if s.prior == "standard":
+        if s.prior_per_class:
+            raise ValueError("config.sde.prior_per_class=True needs config.sde.prior='data', got 'standard'")
+        return
+    if s.type == "d3pm" or m.name == "classifier" or config.loss.objective != "simple":
+        raise ValueError(f"config.sde.prior='data' is for score models of the Gaussian SDEs trained with objective "
+                         f"'simple', got sde.type={s.type!r}, model.name={m.name!r}, loss.objective="
+                         f"{config.loss.objective!r}")
+    if s.prior_per_class and not m.num_classes:
+        raise ValueError("config.sde.prior_per_class=True needs a class-conditional model: set config.model.num_classes "
+                         "to the data's number of classes")
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

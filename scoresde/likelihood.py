@@ -97,7 +97,11 @@ def likelihood(score_fn, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
     check_real(bpd_offset, "bpd_offset")
     eps = sde.sampling_eps if eps is None else eps
     eps = check_real(eps, "eps", 0, sde.T, inclusive=(False, False), symbol="(0, T)")
-    score = CountedScore(score_fn)  # counts calls, and checks the output's shape
+    # A prior N(μ, Σ): integrate the whitened x̃ = L⁻¹(x − μ) under the standard SDE; log p(x) = log p̃(x̃) − log|det L|,
+    # which prior_logp of the latent μ + L z̃ includes (identities for the standard prior).
+    score = CountedScore(sde.whitened_score(score_fn))  # counts calls, and checks the output's shape
+    unwhiten, prior_logp = sde.unwhiten, sde.prior_logp
+    sde, x_white = sde.standard, sde.whiten(x)
     shape, d = x.shape, x[0].numel()
     probe = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
     if noise == "rademacher":
@@ -109,9 +113,9 @@ def likelihood(score_fn, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
         drift, div = _drift_and_divergence(score, sde, xt, tt, trace, probe)
         return torch.cat([drift, div[:, None]], 1)
 
-    y0 = torch.cat([x.flatten(1), x.new_zeros(shape[0], 1)], 1)
+    y0 = torch.cat([x_white.flatten(1), x.new_zeros(shape[0], 1)], 1)
     with torch.no_grad():
         y1 = SOLVERS[method](func, y0, eps, sde.T, rtol=rtol, atol=atol, max_nfe=max_nfe)
-    z = y1[:, :d].reshape(shape)
-    logp = sde.prior_logp(z) + y1[:, d]
+    z = unwhiten(y1[:, :d].reshape(shape))
+    logp = prior_logp(z) + y1[:, d]
     return LikelihoodResult(logp=logp, bpd=-logp / (d * math.log(2)) + bpd_offset, z=z, nfe=score.nfe)

@@ -10,6 +10,7 @@ high noise levels, where L_simple's ‖ε − ε_θ‖² = α_t² ‖v − v_θ�
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -108,7 +109,9 @@ class DSMLoss:
             check_time(t, self.sde.T, batch=x0.shape[0])
             weight = self.weight_fn(self.sde, t)
         z = noise_like(x0, generator) if noise is None else noise
-        mean, std = self.sde.marginal_prob(x0, t)
+        # A prior N(μ, Σ): the loss of x̃ = L⁻¹(x − μ) with the score Lᵀ s of x̃, i.e. PriorGrad's Σ⁻¹-norm loss.
+        score_fn, x0 = self.sde.whitened_score(score_fn), self.sde.whiten(x0)
+        mean, std = self.sde.standard.marginal_prob(x0, t)
         std = append_dims(std, x0.ndim)
         x_t = mean + std * z
         score = check_output(score_fn(x_t, t), x_t)
@@ -137,6 +140,7 @@ class DDPMLoss:
         else:
             self.check_index(index, x0.shape[0])
         z = noise_like(x0, generator) if noise is None else noise
+        x0 = self.sde.whiten(x0)  # a prior N(μ, Σ): the network learns ε of x̃ = L⁻¹(x − μ) (PriorGrad, Eq. 6)
         abar = self.sde.alphas_cumprod.to(x0.device)[index].to(x0.dtype)
         alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
         x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
@@ -156,6 +160,17 @@ class DDPMLoss:
         if index.numel() and not bool(((index >= 0) & (index < self.sde.N)).all()):
             raise ValueError(f"index must lie in {{0, …, N−1}} = {{0, …, {self.sde.N - 1}}}, got values in "
                              f"[{index.min().item()}, {index.max().item()}]")
+
+
+def given_labels(loss, y):
+    """The loss (DSMLoss, DDPMLoss) of a batch with class labels y: its SDE's per-class prior selected
+    (scoresde.prior.ClassPrior); the loss itself when the prior does not depend on the class."""
+    sde = loss.sde.given(y)
+    if sde is loss.sde:
+        return loss
+    out = copy.copy(loss)
+    out.sde = sde
+    return out
 
 
 def drop_labels(y: torch.Tensor, p_uncond: float, num_classes: int, generator=None) -> torch.Tensor:

@@ -79,6 +79,8 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     et al. 2021; scoresde.sr3). The network then knows nothing of the schedule, so the same model runs under
     any VP SDE: build its score for another schedule with get_score_fn(model, other_sde, ..., noise_level=True).
     Declared as `score_fn.noise_level`.
+    An SDE with a prior N(μ, Σ) (`sde.with_prior`, PriorGrad): the model works in x̃ = L⁻¹(x − μ) and score_fn
+    returns the score of x, L⁻ᵀ s̃ (a per-class prior needs `sde.given(y)` first).
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
@@ -93,6 +95,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
     def score_and_v(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+        x = sde.whiten(x)  # with a prior N(μ, Σ) the network sees x̃ = L⁻¹(x − μ) (scoresde.prior); else x itself
         if continuous:
             alpha, sigma = sde.marginal_coeffs(t)
             label = alpha if noise_level else t
@@ -102,7 +105,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         raw = model(x, label) if y is None else model(x, label, y)
         out, v = split_variance(raw, x) if learned_variance else (raw, None)
-        return convert(out, x, alpha, sigma, parameterization, "score"), v
+        return sde.unwhiten_score(convert(out, x, alpha, sigma, parameterization, "score")), v
 
     def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return score_and_v(x, t, y)[0]

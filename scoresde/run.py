@@ -19,6 +19,7 @@ from . import inverse, sr3
 from ._utils import ArgumentTypeError, check_device, check_positive_int, describe, progress
 from .config import from_json
 from .losses import ClassifierLoss
+from .prior import prior_from_state
 from . import checkpoint as ckpt
 
 
@@ -36,7 +37,7 @@ class Run:
     """A model (the EMA weights) with its config and SDE: `score_fn` for any sampler, `sample`, held-out `data`."""
 
     def __init__(self, config, model: torch.nn.Module, *, shape, is_image: bool, centered: bool = True,
-                 step: int = 0, device=None, workdir=None, checkpoint_path=None, data=None):
+                 step: int = 0, device=None, workdir=None, checkpoint_path=None, data=None, prior=None):
         self.config = config  # the resolved run config
         self.device = select_device(device)
         self.model = model.to(self.device).eval()  # the EMA network
@@ -47,6 +48,9 @@ class Run:
         self.checkpoint_path = checkpoint_path  # the file the weights came from
         self.family = builders.get_family(config)  # Gaussian SDEs or D3PM
         self.sde = self.family.process(config)  # the forward process (an SDE or a D3PM chain)
+        self.prior = prior  # PriorGrad's data prior (config.sde.prior='data', scoresde.prior), stored with the run
+        if prior is not None:
+            self.sde = self.sde.with_prior(prior)
         self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
         self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
         self.low_res_factor = config.sr3.factor  # > 0: SR3, conditioned on images down-sampled by this factor
@@ -68,7 +72,8 @@ class Run:
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
         sampler = self.family.sampler(self.config, name, steps, **{"progress": False, **options})
         if getattr(sampler, "needs_data", False) and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
-            sampler.data = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)[0]
+            x, y = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
+            sampler.data = self.family.given(self.sde, y).whiten(x)  # samplers run on x̃ (x itself for N(0, I))
         return sampler
 
     @property
@@ -92,7 +97,9 @@ class Run:
                 raise ValueError(f"classifier must be a classifier run (config.model.name='classifier'), got a "
                                  f"{classifier.objective} run from {classifier.workdir}")
             classifier = classifier.model
-        return guidance_.guided(self.score_fn, labels, guidance, classifier, classifier_scale)
+        sde = self.family.given(self.sde, labels)  # a per-class prior: the score of x under the labels' priors
+        score_fn = self.score_fn if sde is self.sde else self.family.score_fn(self.model, sde, self.config)
+        return guidance_.guided(score_fn, labels, guidance, classifier, classifier_scale)
 
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
@@ -131,7 +138,7 @@ class Run:
             score = self.guided_score(y, guidance, classifier, classifier_scale)
             if condition is not None:
                 score = sr3.condition_on(score, condition[i:i + b])
-            x, nfe = sampler(score, self.sde, (b, *self.shape), generator=g, device=self.device)
+            x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), generator=g, device=self.device)
             xs.append(x)
         return torch.cat(xs), nfe
 
@@ -259,8 +266,11 @@ def load_run(workdir, device=None, checkpoint=None) -> Run:
         state = ckpt.load(path, device)
     config = from_json(state["config"])
     data = state["data"]
+    if config.sde.prior == "data" and "prior" not in state:
+        raise ValueError(f"{path} lacks the data prior that config.sde.prior='data' needs (checkpoint key 'prior')")
+    prior = prior_from_state(state["prior"]) if "prior" in state else None
     model = builders.get_family(config).model(config, tuple(data["shape"]))
     model.load_state_dict(state["ema"])
     return Run(config, model, shape=data["shape"], is_image=data["is_image"], centered=data["centered"],
-               step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path)
+               step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path, prior=prior)
 

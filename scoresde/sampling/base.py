@@ -159,6 +159,8 @@ class Sampler:
         self._finite_at = k
 
     def _record(self, x, t, k):
+        if self.callback is not None or self._trajectory is not None:
+            x = self._unwhiten(x)  # callbacks and trajectories see x, not the whitened x̃
         if self.callback is not None:
             self.callback(x, t, k)
         if self._trajectory is not None:
@@ -174,16 +176,19 @@ class Sampler:
         check_sde(sde)
         shape, dtype, device = check_shape(shape), check_dtype(dtype), resolve_device(device, generator)
         generator = noise_source(generator, seeds, shape[0], device)
-        score, self._finite_at = CountedScore(score_fn), 0
-        sde, ts = for_model(sde, self.time_grid(sde), score)
+        # A prior N(μ, Σ) (PriorGrad): the moves run on x̃ = L⁻¹(x − μ) under the standard SDE with the score of x̃,
+        # and x = μ + L x̃ is what the caller sees (identities for the standard prior).
+        score, self._finite_at, self._unwhiten = CountedScore(sde.whitened_score(score_fn)), 0, sde.unwhiten
+        sde, ts = for_model(sde.standard, self.time_grid(sde), score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
-            self._trajectory = [x] if self.return_trajectory else None
+            self._trajectory = [self._unwhiten(x)] if self.return_trajectory else None
             x = self.integrate(score, sde, x, ts, generator)
             if self.denoise:
                 alpha, sigma = sde.marginal_coeffs(ts[-1:])
                 x = tweedie(score, x, ts[-1], alpha[0], sigma[0])
             self._check_state(x, score, ts, len(ts) - 1)
+            x = self._unwhiten(x)
         if self.return_trajectory:
             traj, self._trajectory = torch.stack(self._trajectory + ([x] if self.denoise else [])), None
             return x, score.nfe, traj

@@ -214,7 +214,10 @@ class Trainer:
         self.family = builders.get_family(config)  # Gaussian SDEs or D3PM: what the config builds
         self.data = self.family.data(config)
         builders.check_labels(config, self.data)
+        self.prior = builders.data_prior(config, self.data)  # PriorGrad's prior (None: N(0, I)), saved with the run
         self.sde = self.family.process(config)
+        if self.prior is not None:
+            self.sde = self.sde.with_prior(self.prior)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = self.family.model(config, self.data.shape).to(self.device)
         self.ema = EMA(self.model, t.ema_rate, warmup=t.ema_warmup)
@@ -224,7 +227,8 @@ class Trainer:
         self.loss_fn = self.family.loss_fn(self.sde, config)
         self.sampler = self.family.sampler(config, progress=False)  # also checks config.sampling now
         self.run = Run(config, self.ema.model, shape=self.data.shape, is_image=self.data.is_image,
-                       centered=config.data.centered, device=self.device, workdir=self.workdir, data=self.data)
+                       centered=config.data.centered, device=self.device, workdir=self.workdir, data=self.data,
+                       prior=self.prior)
         self.step, self.progress_bar = 0, progress_bar
         self.resumed_from = None  # (step, checkpoint path) when the run resumed
         self.ckpt_dir = self.workdir / "checkpoints"
@@ -266,6 +270,8 @@ class Trainer:
                           "centered": bool(self.config.data.centered)}}
         if hasattr(self.loss_fn, "state_dict"):
             state["loss_state"] = self.loss_fn.state_dict()
+        if self.prior is not None:
+            state["prior"] = self.prior.state_dict()
         checkpoint.atomic_save(state, self.ckpt_dir / checkpoint.LATEST)
         if snapshot:
             checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
