@@ -1,11 +1,12 @@
 """scoresde: continuous-time score-based diffusion (Song et al. 2021), with DDPM as its VP special case."""
-from . import analytic, guidance, likelihood, losses, metrics, parameterization, sampling
+from . import analytic, guidance, inverse, likelihood, losses, metrics, parameterization, prior, resize, sampling, sr3
 from .parameterization import get_score_fn
 from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .sde import SDE, ReverseSDE, VESDE, VPSDE, subVPSDE
 from .run import Run, load_run
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["load_run", "Run", "get_score_fn", "SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule",
            "DiscreteSchedule",
-           "analytic", "guidance", "likelihood", "losses", "metrics", "parameterization", "sampling"]
+           "analytic", "guidance", "inverse", "likelihood", "losses", "metrics", "parameterization", "prior", "resize",
+           "sampling", "sr3"]
