@@ -40,14 +40,14 @@ def _mlp(c, data_shape):
                num_classes=c.num_classes or None, out_dim=data_shape[0] * (2 if c.learned_variance else 1))
 
 
-def _unet(c, data_shape):
+def _unet(c, data_shape, cond_channels: int = 0):
     if len(data_shape) != 3:
         raise ValueError(f"config.model.name='unet' needs images [C, H, W], got per-sample shape {data_shape}")
     return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
                 num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
                 embedding=c.embedding, time_scale=c.time_scale, fourier_scale=c.fourier_scale,
                 skip_rescale=c.skip_rescale, num_classes=c.num_classes or None,
-                out_channels=data_shape[0] * (2 if c.learned_variance else 1))
+                out_channels=data_shape[0] * (2 if c.learned_variance else 1), cond_channels=cond_channels)
 
 
 def _classifier(c, data_shape):
@@ -279,11 +279,7 @@ def build_sr3_data(config):
 
 def build_sr3_model(config, data_shape) -> torch.nn.Module:
     """The U-Net reading the noisy image and the up-sampled low-resolution image side by side."""
-    c = config.model
-    return UNet(in_channels=data_shape[0], resolution=data_shape[-1], ch=c.ch, ch_mult=tuple(c.ch_mult),
-                num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
-                embedding=c.embedding, time_scale=c.time_scale, fourier_scale=c.fourier_scale,
-                skip_rescale=c.skip_rescale, cond_channels=data_shape[0])
+    return _unet(config.model, data_shape, cond_channels=data_shape[0])
 
 
 def build_sr3_score_fn(model, sde, config):

@@ -18,6 +18,7 @@ from . import guidance as guidance_
 from . import inverse, sr3
 from ._utils import ArgumentTypeError, check_device, check_positive_int, describe, progress
 from .config import from_json
+from .resize import upsample
 from .losses import ClassifierLoss
 from .prior import prior_from_state
 from . import checkpoint as ckpt
@@ -165,7 +166,7 @@ class Run:
         if not isinstance(low_res, torch.Tensor) or low_res.ndim != 4 or tuple(low_res.shape[1:]) != (c, h // f, w // f):
             raise ArgumentTypeError(f"low_res must be images [n, {c}, {h // f}, {w // f}] (the run's {h}x{w} images "
                                     f"down-sampled by {f}), got {describe(low_res)}")
-        condition = sr3.upsample(low_res.to(self.device), f)
+        condition = upsample(low_res.to(self.device), f)
         return self.sample(len(low_res), sampler, steps, seed, condition=condition, **kwargs)
 
     def with_sde(self, sde) -> "Run":

@@ -16,10 +16,11 @@ from typing import Callable
 
 import torch
 
+from .guidance import _declare  # the score attributes samplers read, carried to the bound function
 from ._utils import ArgumentTypeError, check_callable, check_choice, check_positive_int, describe, noise_like
 from .losses import REDUCTIONS, _reduce
 from .parameterization import PARAMETERIZATIONS, convert
-from .resize import low_pass, upsample
+from .resize import low_pass
 from .sde import SDE, check_sde
 
 
@@ -96,11 +97,7 @@ def condition_on(score_fn: Callable, y: torch.Tensor) -> Callable:
     """score_fn(x, t, y) with the conditioning images y [B, ...] bound: a score of (x, t) for any sampler."""
     def fn(x, t):
         return score_fn(x, t, y)
-
-    for attr in ("continuous", "parameterization", "learned_variance", "noise_level"):
-        if hasattr(score_fn, attr):
-            setattr(fn, attr, getattr(score_fn, attr))
-    return fn
+    return _declare(fn, score_fn)
 
 
 class LowResPairs:
