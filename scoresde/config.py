@@ -321,8 +321,13 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     for key in _keys(data):
         *parents, leaf = key.split(".")
         value = _get(data, key)
-        node = _get(config, ".".join(parents)) if parents else config
-        node[leaf] = tuple(value) if isinstance(node[leaf], tuple) else value
+        try:
+            node = _get(config, ".".join(parents)) if parents else config
+            default = node[leaf]
+        except KeyError:
+            raise ValueError(f"the saved config sets {key}, which this version of scoresde does not know "
+                             "(was the run made by another version?)") from None
+        node[leaf] = tuple(value) if isinstance(default, tuple) else value
     return config
 
 

@@ -82,6 +82,28 @@ def test_missing_workdir_and_bad_workdir_are_one_line_errors(tmp_path, capsys):
     assert_one_line_error(out, "Not a directory")
 
 
+def test_a_run_saved_with_an_unknown_config_key_is_a_one_line_error(workdir, tmp_path, capsys):
+    """A run from another scoresde version (a config key this one lacks) is refused by name, not by KeyError."""
+    import json
+    import shutil
+
+    import torch
+
+    work = tmp_path / "run"
+    shutil.copytree(workdir, work)
+    saved = json.loads((work / "config.json").read_text())
+    saved["optim"]["schedule"] = "cosine"
+    (work / "config.json").write_text(json.dumps(saved))
+    out = cli(capsys, "train", "--config", "configs/vp/toy.py", "--workdir", work, "--no-progress", *TINY)
+    assert_one_line_error(out, "the saved config sets optim.schedule", "does not know")
+    for name in ("latest.pt", "ckpt_30.pt", "ckpt_20.pt"):
+        state = torch.load(work / "checkpoints" / name, weights_only=True)
+        state["config"] = json.dumps(saved)
+        torch.save(state, work / "checkpoints" / name)
+    out = cli(capsys, "sample", "--workdir", work, "--steps", "2", "--n", "4")
+    assert_one_line_error(out, "the saved config sets optim.schedule", "does not know")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_workdir_is_a_one_line_error(tmp_path):
     tmp_path.chmod(0o500)
