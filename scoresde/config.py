@@ -66,7 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
         objective="simple",       # discrete time: simple (L_simple), vlb (L_vlb) or hybrid (L_simple + λ L_vlb)
         vlb_weight=0.001,         # λ of the hybrid objective (Nichol & Dhariwal 2021)
     )
-    c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
+    c.optim = dict(lr=2e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0,
+                   schedule="constant",  # after warm-up: constant, or cosine (lr·½(1 + cos πs/n_iters), 0 at n_iters)
+                   )
     c.training = dict(
         batch_size=128, n_iters=1_300_000, seed=42,
         device="auto",            # auto (cuda if available), cpu, cuda, cuda:1 ...
@@ -85,6 +87,7 @@ CHOICES = {
     "d3pm.transition": ("uniform", "absorbing", "gaussian"),
     "d3pm.schedule": ("linear", "cosine", "mutual_information"),
     "sde.schedule": ("linear", "cosine"),
+    "optim.schedule": ("constant", "cosine"),
     "sde.prior": ("standard", "data"),
     "model.name": ("mlp", "unet", "classifier", "ncsnpp"),
     "model.parameterization": ("eps", "score", "x0", "v"),

@@ -153,6 +153,22 @@ def test_learning_rate_warmup_is_linear_from_the_first_step(tmp_path):
     trainer.close()
 
 
+def test_cosine_learning_rate_takes_the_documented_values_exactly(tmp_path):
+    """optim.schedule="cosine": step k uses lr·min(1, (k + 1)/warmup)·½(1 + cos(πk/n_iters)), 0 at n_iters."""
+    import math
+
+    config = tiny_config(n_iters=8)
+    config.optim.update(warmup=2, schedule="cosine")
+    trainer = Trainer(config, tmp_path, progress_bar=False)
+    lrs = [trainer.learning_rate(k) for k in range(9)]
+    want = [config.optim.lr * min(1, (k + 1) / 2) * 0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(9)]
+    assert lrs == pytest.approx(want, rel=1e-14, abs=1e-20)
+    assert lrs[4] == pytest.approx(config.optim.lr / 2, rel=1e-14) and lrs[8] == pytest.approx(0.0, abs=1e-20)
+    trainer.train_step()
+    assert trainer.optimizer.param_groups[0]["lr"] == lrs[0]  # the optimiser uses it
+    trainer.close()
+
+
 def test_image_grid_tiles_and_enlarges_small_images_exactly():
     from scoresde.training.loop import image_grid
 

@@ -172,6 +172,7 @@ def test_ctrl_c_saves_and_prints_how_to_resume_without_a_traceback(tmp_path):
     (["--config.model.layers=0"], r"config.model.layers must be > 0, got 0"),
     (["--config.model.hidden=0"], r"config.model.hidden must be > 0, got 0"),
     (["--config.optim.warmup=-5"], r"config.optim.warmup must be >= 0, got -5"),
+    (["--config.optim.schedule=step"], r"config.optim.schedule must be one of \['constant', 'cosine'\], got 'step'"),
     (["--config.training.ema_rate=1.0"], r"config.training.ema_rate must be in \[0, 1\), got 1.0"),
     (["--config.sde.beta_max=0.05"], r"config.sde.beta_max must be > config.sde.beta_min = 0.1, got 0.05"),
     (["--config.sde.beta_max=float('inf')"], r"config.sde.beta_max must be a float"),
@@ -250,6 +251,17 @@ def test_resuming_with_a_different_config_is_refused(tmp_path):
         Trainer(other, tmp_path, progress_bar=False)
     moved = tiny_config(n_iters=10, device="auto", log_every=5)  # another device and interval are fine
     assert Trainer(moved, tmp_path, progress_bar=False).step == 5
+
+
+def test_extending_a_cosine_run_says_that_the_learning_rate_jumps(tmp_path, capsys):
+    config = tiny_config(n_iters=5)
+    config.optim.schedule = "cosine"
+    Trainer(config, tmp_path, progress_bar=False).train()
+    capsys.readouterr()
+    longer = tiny_config(n_iters=10)
+    longer.optim.schedule = "cosine"
+    assert Trainer(longer, tmp_path, progress_bar=False).step == 5
+    assert "n_iters, which changed from 5 to 10: the learning rate jumps on resume" in capsys.readouterr().out
 
 
 def test_ddp_ranks_stay_identical(tmp_path):

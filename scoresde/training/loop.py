@@ -12,6 +12,7 @@ Layout of a workdir:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -91,6 +92,9 @@ def _check_workdir_config(workdir: Path, config) -> None:
     if diffs:
         raise ValueError(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use a new --workdir, "
                          f"or keep {', '.join(RUN_DEFINING)} as they were")
+    if old["optim"]["schedule"] == "cosine" and old["training"]["n_iters"] != new["training"]["n_iters"]:
+        print(f"note: optim.schedule='cosine' reaches 0 at training.n_iters, which changed from "
+              f"{old['training']['n_iters']} to {new['training']['n_iters']}: the learning rate jumps on resume")
 
 
 def image_grid(x: torch.Tensor, min_size: int = 320) -> torch.Tensor:
@@ -277,9 +281,11 @@ class Trainer:
             checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
 
     def learning_rate(self, step: int) -> float:
-        """The learning rate of optimiser step `step` (0-based): linear warm-up over optim.warmup steps."""
-        o = self.config.optim
-        return o.lr * min(1.0, (step + 1) / o.warmup) if o.warmup > 0 else o.lr
+        """The learning rate of optimiser step `step` (0-based): linear warm-up over optim.warmup steps, times
+        ½(1 + cos(π step / n_iters)) with optim.schedule="cosine" (SGDR, Loshchilov & Hutter 2017, without restarts)."""
+        o, n = self.config.optim, self.config.training.n_iters
+        lr = o.lr * min(1.0, (step + 1) / o.warmup) if o.warmup > 0 else o.lr
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, n) / n)) if o.schedule == "cosine" else lr
 
     def train_step(self) -> tuple[float, float]:
         """One optimiser step on this rank's slice of the global batch; returns (loss, grad norm)."""
