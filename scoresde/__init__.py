@@ -5,7 +5,7 @@ from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .sde import SDE, ReverseSDE, VESDE, VPSDE, subVPSDE
 from .run import Run, load_run
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 __all__ = ["load_run", "Run", "get_score_fn", "SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "LinearSchedule", "CosineSchedule",
            "DiscreteSchedule",
            "analytic", "guidance", "inverse", "likelihood", "losses", "metrics", "parameterization", "prior", "resize",
