@@ -92,16 +92,16 @@ def test_a_run_saved_with_an_unknown_config_key_is_a_one_line_error(workdir, tmp
     work = tmp_path / "run"
     shutil.copytree(workdir, work)
     saved = json.loads((work / "config.json").read_text())
-    saved["optim"]["schedule"] = "cosine"
+    saved["optim"]["lookahead"] = 5  # a key this version lacks
     (work / "config.json").write_text(json.dumps(saved))
     out = cli(capsys, "train", "--config", "configs/vp/toy.py", "--workdir", work, "--no-progress", *TINY)
-    assert_one_line_error(out, "the saved config sets optim.schedule", "does not know")
+    assert_one_line_error(out, "the saved config sets optim.lookahead", "does not know")
     for name in ("latest.pt", "ckpt_30.pt", "ckpt_20.pt"):
         state = torch.load(work / "checkpoints" / name, weights_only=True)
         state["config"] = json.dumps(saved)
         torch.save(state, work / "checkpoints" / name)
     out = cli(capsys, "sample", "--workdir", work, "--steps", "2", "--n", "4")
-    assert_one_line_error(out, "the saved config sets optim.schedule", "does not know")
+    assert_one_line_error(out, "the saved config sets optim.lookahead", "does not know")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
