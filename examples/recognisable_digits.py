@@ -12,21 +12,19 @@ read left to right, top to bottom, so the least recognisable ones are at the bot
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from scoresde import load_run
+from scoresde import load_run, metrics
 from scoresde.features import feature_classifier
 from scoresde.training.loop import image_grid
 
 
 def confident(p: torch.Tensor, threshold: float) -> tuple[float, float]:
     """The fraction of rows of class probabilities p whose maximum is >= threshold, and its binomial SE."""
-    f = (p.max(1).values >= threshold).double().mean().item()
-    return f, math.sqrt(max(f * (1 - f), 1e-12) / len(p))
+    return metrics.fraction(p.max(1).values >= threshold)
 
 
 def main(argv=None):

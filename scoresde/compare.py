@@ -148,8 +148,8 @@ class Quality:
         if self.judge is None:
             return {}
         pred = torch.cat([self.judge(x[i:i + 500].to(self.run.device)).argmax(1).cpu() for i in range(0, len(x), 500)])
-        p = (pred == labels[:len(pred)]).float().mean().item()
-        return {"accuracy": p, "accuracy_se": math.sqrt(max(p * (1 - p), 1e-12) / len(pred))}
+        p, se = metrics.fraction(pred == labels[:len(pred)])
+        return {"accuracy": p, "accuracy_se": se}
 
     def settings(self, args) -> dict:
         """What determines the numbers besides the samples (part of every row's identity)."""

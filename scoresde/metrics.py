@@ -133,6 +133,16 @@ def kid(f1, f2, subsets: int = 100, subset_size: int = 1000, generator: torch.Ge
     return float(np.mean(values)), float(np.std(values))
 
 
+def fraction(hits) -> tuple[float, float]:
+    """The fraction p of true entries of a boolean tensor of n outcomes, and its binomial standard error
+    √(p(1 − p)/n) (floored at √(1e-12/n), so p = 0 or 1 still shows an uncertainty)."""
+    hits = torch.as_tensor(hits).flatten()
+    if hits.dtype != torch.bool or hits.numel() == 0:
+        raise ValueError(f"hits must be a non-empty boolean tensor, got {describe(hits)}")
+    p = hits.double().mean().item()
+    return p, (max(p * (1 - p), 1e-12) / hits.numel()) ** 0.5
+
+
 def _images(x, y, data_range) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Two image batches [B, C, H, W] of the same shape as float64, and a positive data range."""
     for name, v in (("x", x), ("y", y)):

@@ -41,3 +41,12 @@ def test_mmd_and_kid_separate_distributions():
     same, _ = metrics.kid(x, y, subsets=20, subset_size=200)
     diff, _ = metrics.kid(x, y + 2.0, subsets=20, subset_size=200)
     assert abs(same) < 0.05 and diff > 1.0
+
+
+def test_fraction_is_the_binomial_proportion_and_its_standard_error():
+    p, se = metrics.fraction(torch.tensor([True, False, False, False, True, False, False, False]))
+    assert p == 0.25 and se == pytest.approx((0.25 * 0.75 / 8) ** 0.5, rel=1e-15)
+    p, se = metrics.fraction(torch.ones(4, dtype=torch.bool))  # all hits: the floor, not 0
+    assert p == 1.0 and se == pytest.approx((1e-12 / 4) ** 0.5, rel=1e-15)
+    with pytest.raises(ValueError, match="hits must be a non-empty boolean tensor"):
+        metrics.fraction(torch.tensor([1.0, 0.0]))
