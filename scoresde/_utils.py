@@ -6,6 +6,7 @@ is both a TypeError and a ValueError, so callers that catch ValueError (the CLI)
 """
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from typing import Iterable, Sequence
@@ -34,9 +35,15 @@ def describe(value) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+def did_you_mean(got, valid: Iterable[str], cutoff: float = 0.6) -> str:
+    """" (did you mean 'x'?)" with the closest valid names to a misspelt one, or "" when none is close."""
+    close = difflib.get_close_matches(str(got), [str(v) for v in valid], n=3, cutoff=cutoff)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def choice_error(arg: str, got, valid: Iterable[str]) -> ValueError:
-    """A ValueError naming the argument, what it got and the valid choices."""
-    return ValueError(f"{arg} must be one of {sorted(valid)}, got {got!r}")
+    """A ValueError naming the argument, what it got and the valid choices (and the closest, if any is close)."""
+    return ValueError(f"{arg} must be one of {sorted(valid)}, got {got!r}{did_you_mean(got, valid)}")
 
 
 def check_choice(value, name: str, valid: Iterable[str]) -> str:

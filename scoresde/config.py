@@ -15,6 +15,10 @@ from pathlib import Path
 
 import ml_collections
 
+from ._utils import did_you_mean
+
+KEY_CUTOFF = 0.85  # dotted keys share their section's prefix, so only a near-identical key is suggested
+
 
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -166,7 +170,8 @@ def validate(config) -> ml_collections.ConfigDict:
     known = set(_keys(defaults.to_dict()))
     unknown = sorted(set(_keys(config.to_dict())) - known)
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; see scoresde/config.py for the valid keys")
+        hints = "".join(f"; {k!r}{did_you_mean(k, known, KEY_CUTOFF)}" for k in unknown if did_you_mean(k, known, KEY_CUTOFF))
+        raise ValueError(f"unknown config key(s) {unknown}{hints}; see scoresde/config.py for the valid keys")
     for key in sorted(known):
         message = _type_error(key, _get(config, key), _get(defaults, key))
         if message:
@@ -299,7 +304,8 @@ def apply_overrides(config, overrides: list[str]) -> ml_collections.ConfigDict:
             raise ValueError(f"unrecognised argument {item!r}; overrides look like --config.training.n_iters=2000")
         key, text = item[len("--config."):].split("=", 1)
         if key not in known:
-            raise ValueError(f"unknown config key {key!r} in {item!r}; see scoresde/config.py for the valid keys")
+            raise ValueError(f"unknown config key {key!r} in {item!r}{did_you_mean(key, known, KEY_CUTOFF)}; see "
+                             f"scoresde/config.py for the valid keys")
         *parents, leaf = key.split(".")
         node = _get(config, ".".join(parents)) if parents else config
         old, value = node[leaf], _parse_value(text)

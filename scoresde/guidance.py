@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ._utils import ArgumentTypeError, check_callable, check_real, check_score_fn, describe, full_precision
 
 # What a wrapped score passes on from the score it wraps: samplers read these (time convention, ...).
-_DECLARED = ("continuous", "parameterization", "num_classes")
+_DECLARED = ("continuous", "parameterization", "num_classes", "data_shape")
 
 
 def _declare(fn: Callable, score_fn: Callable, batch_factor: int = 1) -> Callable:

@@ -89,6 +89,8 @@ def likelihood(score_fn, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
     check_score_fn(score_fn)
     check_sde(sde)
     check_batch(x, finite=True)
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one sample [B >= 1, ...], got {describe(x)}")
     check_choice(method, "method", SOLVERS)
     check_choice(trace, "trace", TRACES)
     check_choice(noise, "noise", NOISES)

@@ -113,6 +113,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     score_fn.parameterization, score_fn.continuous = parameterization, continuous
     score_fn.num_classes = getattr(model, "num_classes", None) or 0  # > 0: y in {0…K−1}, K is "no label"
     score_fn.learned_variance, score_fn.noise_level = learned_variance, noise_level
+    score_fn.data_shape = getattr(model, "data_shape", None)  # per-sample shape, where the network declares one
     if learned_variance:
         score_fn.score_and_v = score_and_v
     return score_fn

@@ -145,7 +145,7 @@ class SDE(abc.ABC):
         def whitened(x, t):
             return prior.whiten_score(score_fn(prior.unwhiten(x), t))
 
-        for name in ("continuous", "learned_variance", "num_classes", "parameterization"):
+        for name in ("continuous", "learned_variance", "num_classes", "parameterization", "data_shape"):
             if hasattr(score_fn, name):
                 setattr(whitened, name, getattr(score_fn, name))
         if callable(getattr(score_fn, "score_and_v", None)):

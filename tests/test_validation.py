@@ -332,3 +332,35 @@ def test_checks_do_not_change_healthy_results(monkeypatch):
     x2, nfe2 = run()
     assert torch.equal(x1, x2) and nfe1 == nfe2 == 70 and torch.isfinite(x1).all()
     assert math.isfinite(likelihood(score, SDE, X).logp.sum().item())
+
+
+def test_likelihood_names_a_shape_the_model_was_not_built_for_and_refuses_an_empty_batch():
+    from scoresde.models import MLP
+    from scoresde.parameterization import get_score_fn
+    sde = scoresde.VPSDE()
+    score = get_score_fn(MLP(dim=2, hidden=8, layers=1, emb_dim=4), sde)
+    for bad in ((4, 3), (4, 2, 1)):
+        with pytest.raises(ValueError, match=rf"x has shape {re.escape(str(bad))}, but the model was built for data "
+                                             r"of shape \[B, 2\]"):
+            likelihood(score, sde, torch.randn(*bad))
+    with pytest.raises(ValueError, match=r"x must hold at least one sample.*\(0, 2\)"):
+        likelihood(score, sde, torch.zeros(0, 2))
+
+
+def test_a_score_of_another_dtype_is_refused_naming_both():
+    sde = scoresde.VPSDE()
+    with pytest.raises(ValueError, match="score_fn returned torch.float64 for x of dtype torch.float32"):
+        get_sampler("ddim", steps=3, progress=False)(lambda x, t: -x.double(), sde, (4, 2))
+    with pytest.raises(ValueError, match="score_fn returned torch.float64 for x of dtype torch.float32"):
+        likelihood(lambda x, t: -x.double(), sde, torch.randn(4, 2))
+
+
+def test_misspelt_config_keys_and_sampler_names_get_the_closest_valid_ones():
+    from scoresde.config import apply_overrides, default_config
+    with pytest.raises(ValueError, match=r"'training.n_iter'.*\(did you mean 'training.n_iters'\?\)"):
+        apply_overrides(default_config(), ["--config.training.n_iter=100"])
+    with pytest.raises(ValueError, match=r"\(did you mean 'dpm_solver' or 'dpm_solver_sde'\?\)"):
+        get_sampler("dpm_solvr")
+    with pytest.raises(ValueError) as info:
+        apply_overrides(default_config(), ["--config.foo.bar=1"])
+    assert "did you mean" not in str(info.value)

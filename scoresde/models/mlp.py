@@ -22,6 +22,7 @@ class MLP(nn.Module):
                  ):
         super().__init__()
         self.emb_dim, self.time_scale, self.num_classes = emb_dim, time_scale, num_classes
+        self.data_shape = (dim,)  # what x [B, dim] must look like per sample
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         sizes = [dim + emb_dim] + [hidden] * layers
         blocks = []

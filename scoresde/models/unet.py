@@ -44,6 +44,7 @@ class UNet(nn.Module):
             raise ValueError(f"resolution {resolution} must be divisible by 2^(len(ch_mult) - 1) = {2 ** (len(ch_mult) - 1)}")
         self.ch, self.time_scale, self.num_classes, self.embedding = ch, time_scale, num_classes, embedding
         self.cond_channels = cond_channels
+        self.data_shape = (in_channels, resolution, resolution)  # what x [B, C, H, W] must look like per sample
         emb_dim = 4 * ch
         self.fourier = GaussianFourierProjection(ch, fourier_scale) if embedding == "fourier" else None
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))

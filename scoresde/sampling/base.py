@@ -22,10 +22,14 @@ CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this m
 
 
 class CountedScore:
-    """Wraps score_fn: counts every call (the true NFE) and rejects wrong shapes and non-finite output."""
+    """Wraps score_fn: counts every call (the true NFE) and rejects wrong shapes, dtypes and non-finite output.
+
+    The score must come back in x's dtype: samples and likelihoods keep the dtype they were asked for, so a float64
+    score for float32 x (or the reverse) is refused rather than silently promoting the result."""
 
     def __init__(self, score_fn):
         self.score_fn, self.nfe = score_fn, 0
+        self.data_shape = getattr(score_fn, "data_shape", None)  # per-sample shape the model was built for, if declared
         self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
         self.learned_variance = learned_variance(score_fn)  # and whether it brings its own variance (score_and_v)
 
@@ -40,6 +44,9 @@ class CountedScore:
 
     def _call(self, fn, x: torch.Tensor, t: torch.Tensor):
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        if self.nfe == 0 and self.data_shape is not None and tuple(x.shape[1:]) != tuple(self.data_shape):
+            raise ValueError(f"x has shape {tuple(x.shape)}, but the model was built for data of shape "
+                             f"[B, {', '.join(map(str, self.data_shape))}]")
         try:
             out = fn(x, t)
         except Exception as e:  # say what the model was given, keeping its own error
@@ -50,6 +57,9 @@ class CountedScore:
         self.nfe += 1
         score = out[0] if isinstance(out, tuple) else out
         check_output(score, x)
+        if score.dtype != x.dtype:
+            raise ValueError(f"score_fn returned {score.dtype} for x of dtype {x.dtype}; return x's dtype (for "
+                             f"example .to(x.dtype) in the score function): samples keep the dtype they were asked for")
         if self.nfe == 1:
             check_finite(score, "score_fn returned non-finite values on its first call")
         return out

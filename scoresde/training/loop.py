@@ -77,8 +77,17 @@ class Logger:
             self.tb.close()
 
 
-# Keys that define a run; the rest (n_iters, device, intervals, sampling, eval) may change on resume.
-RUN_DEFINING = ("data", "model", "sde", "d3pm", "loss", "optim", "training.batch_size", "training.seed", "training.ema_rate")
+# What may change when a run is resumed: how long and where it trains, how often it logs, and how it samples and
+# evaluates. Every other key (a section's name stands for all its keys) defines the run, including the keys of
+# sections added later, so a new family's settings are protected without being listed here.
+MAY_CHANGE_ON_RESUME = ("training.n_iters", "training.device", "training.mixed_precision", "training.ema_warmup",
+                        "training.log_every", "training.eval_every", "training.sample_every", "training.save_every",
+                        "training.snapshot_every", "sampling", "eval")
+
+
+def run_defining(key: str) -> bool:
+    """Whether a dotted config key defines the run (a change on resume is refused)."""
+    return not any(key == k or key.startswith(k + ".") for k in MAY_CHANGE_ON_RESUME)
 
 
 def _check_workdir_config(workdir: Path, config) -> None:
@@ -88,10 +97,10 @@ def _check_workdir_config(workdir: Path, config) -> None:
         return
     old, new = from_json(saved.read_text()).to_dict(), config.to_dict()
     diffs = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
-             if old[s][k] != new[s][k] and (s in RUN_DEFINING or f"{s}.{k}" in RUN_DEFINING)]
+             if old[s][k] != new[s][k] and run_defining(f"{s}.{k}")]
     if diffs:
         raise ValueError(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use a new --workdir, "
-                         f"or keep {', '.join(RUN_DEFINING)} as they were")
+                         f"or keep these keys as they were (only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
     if old["optim"]["schedule"] == "cosine" and old["training"]["n_iters"] != new["training"]["n_iters"]:
         print(f"note: optim.schedule='cosine' reaches 0 at training.n_iters, which changed from "
               f"{old['training']['n_iters']} to {new['training']['n_iters']}: the learning rate jumps on resume")
