@@ -182,6 +182,8 @@ class Family:
     bits_per_dim_name: str = "probability-flow ODE"  # what bits_per_dim computes, for reports
     given: Callable = lambda process, y: process  # (process, labels) → the process of a batch (a per-class prior)
     gaussian_chain: bool = True  # the model has a DDPM chain of Gaussian kernels: `eval` adds its discrete bound
+    continuous_density: bool = True  # bits_per_dim is of a density over real x: 8-bit data are dequantised first
+    bpd_labels: Callable = lambda run: run.config.sde.prior_per_class  # run → pass held-out labels to bits_per_dim
     sample_inputs: Callable = _labels_in_turn  # (run, n) → Run.sample keywords for samples during training (labels, condition)
 
 
@@ -267,7 +269,8 @@ def _vlb_bits_per_dim(run, x, generator, y=None):
 D3PM = Family(data=build_d3pm_data, process=build_d3pm, model=build_d3pm_model, score_fn=build_denoise_fn,
               loss_fn=build_d3pm_loss_fn, sampler=build_d3pm_sampler,
               to_display=lambda run, x: discrete.states_to_display(x, run.config.d3pm.num_states),
-              bits_per_dim=_vlb_bits_per_dim, bits_per_dim_name="T-step variational bound", gaussian_chain=False)
+              bits_per_dim=_vlb_bits_per_dim, bits_per_dim_name="T-step variational bound", gaussian_chain=False,
+              continuous_density=False)
 
 def build_sr3_data(config):
     """The images, each paired with its low-resolution version up-sampled (y = U D x₀)."""
@@ -293,11 +296,11 @@ def build_sr3_loss_fn(sde, config):
 
 
 def _sr3_bits_per_dim(run, x, generator, y=None):
-    """Bits/dim of x given its own low-resolution image (computed from x; y is unused), from the conditional
-    probability-flow ODE."""
+    """Bits/dim of x given its low-resolution image y = U D x₀ (the held-out conditions; computed from x when
+    None), from the conditional probability-flow ODE."""
     from .likelihood import likelihood
-    r = likelihood(sr3.condition_on(run.score_fn, sr3.low_res_condition(x, run.config.sr3.factor)), run.sde, x,
-                   generator=generator)
+    y = sr3.low_res_condition(x, run.config.sr3.factor) if y is None else y
+    r = likelihood(sr3.condition_on(run.score_fn, y), run.sde, x, generator=generator)
     return r.bpd, r.nfe
 
 
@@ -305,6 +308,7 @@ SR3 = Family(data=build_sr3_data, process=lambda config: build_sde(config.sde), 
              score_fn=build_sr3_score_fn, loss_fn=build_sr3_loss_fn, sampler=build_sampler,
              to_display=_gaussian_display, bits_per_dim=_sr3_bits_per_dim,
              bits_per_dim_name="probability-flow ODE, given the low-resolution image", gaussian_chain=False,
+             bpd_labels=lambda run: True,
              sample_inputs=lambda run, n: {"condition": run.data.eval_labels[:n]})
 
 FAMILIES = {"vp": GAUSSIAN, "subvp": GAUSSIAN, "ve": GAUSSIAN, "d3pm": D3PM}  # by config.sde.type

@@ -28,7 +28,7 @@ import torch
 
 from . import metrics
 from ._utils import progress
-from ._args import parse_floats, parse_options, positive_int
+from ._args import nonnegative_int, parse_floats, parse_options, positive_int
 from .data import stream_generator
 from .run import load_run
 
@@ -56,7 +56,11 @@ def add_parser(sub):
                    help="with --features inception: a local pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript file")
     p.add_argument("--classifier-steps", type=positive_int, default=1500,
                    help="training steps of the feature classifier (default 1500)")
-    p.add_argument("--bpd-n", type=int, default=0, help="also report bits/dim on this many held-out samples (default 0: skip)")
+    p.add_argument("--bpd-n", type=nonnegative_int, default=0,
+                   help="also report bits/dim on this many held-out samples (default 0: skip); 8-bit images are "
+                        "dequantised (see scoresde eval)")
+    p.add_argument("--bpd-raw", action="store_true",
+                   help="with --bpd-n on 8-bit images: the raw density of the scaled pixel values, not dequantised")
     g = p.add_argument_group("class-conditional runs: guidance rows (see README, Guidance)")
     g.add_argument("--guidance", default=None, metavar="W",
                    help="comma-separated classifier-free guidance scales w (0 = conditional, -1 = unconditional): "
@@ -269,7 +273,8 @@ def run(args):
     rows = [done[e["key"]] for e in plan]
     extra = {"noise_floor": {k: v for k, v in done[floor_key].items() if k not in ("key", "sampler")}, "step": run_.step}
     if args.bpd_n:
-        extra["bits_per_dim"] = _bits_per_dim(run_, args.bpd_n, args.seed)
+        b = run_.bits_per_dim(args.bpd_n, args.seed, dequantize=not args.bpd_raw)
+        extra.update(bits_per_dim=b.mean, bits_per_dim_se=b.se, bits_per_dim_kind=b.description)
     written = write_reports(rows, out, run_, extra)
     print("wrote " + ", ".join(str(p) for p in written))
 
@@ -282,13 +287,6 @@ def _append(path: Path, row: dict):
 def _sample_file(row) -> str:
     w = f"_w{row['guidance']:g}" if row.get("guidance") is not None else ""
     return f"{row['sampler'].replace(':', '-')}_{row['steps']}{w}.npy"
-
-
-def _bits_per_dim(run_, n, seed):
-    x = run_.data.eval_data[:n].to(run_.device)
-    y = run_.data.eval_labels[:n].to(run_.device) if run_.config.sde.prior_per_class else None  # p(x | y) (PriorGrad)
-    bpd, _ = run_.family.bits_per_dim(run_, x, torch.Generator(device=run_.device).manual_seed(seed), y=y)
-    return bpd.mean().item()
 
 
 def series(row) -> str:
@@ -342,7 +340,8 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
                      "calls, \"(2B)\" marks calls on a doubled batch. accuracy: the feature classifier's accuracy on the "
                      "samples (class fidelity), ± its binomial standard error.")
     if "bits_per_dim" in extra:
-        lines.append(f"bits_per_dim: {extra['bits_per_dim']:.4f}")
+        lines.append(f"bits_per_dim: {extra['bits_per_dim']:.4f} ± {extra['bits_per_dim_se']:.4f} "
+                     f"({extra['bits_per_dim_kind']})")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return [out / "results.csv", out / "results.json", out / "results.md", *_plots(rows, metric, floor, out, run_)]
 

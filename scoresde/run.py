@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -25,6 +26,25 @@ from . import checkpoint as ckpt
 
 
 VARIANCE_DATA = 500  # training samples a sampler that declares `needs_data` gets (Analytic-DPM's Γ_t)
+DEQUANTIZE_STREAM = 1 << 23  # stream_generator key of the dequantisation noise (apart from training's streams)
+
+
+@dataclass
+class BitsPerDim:
+    """Held-out bits/dim of a run, per sample, and what they are."""
+    bpd: torch.Tensor  # [n], on the host, offset included
+    nfe: int  # network evaluations, summed over batches
+    dequantized: bool  # 8-bit data, uniformly dequantised: a bound on the discrete data's code length
+    offset: float  # bits/dim added for the dequantisation (0 when not dequantised)
+    description: str  # what was computed, for reports
+
+    @property
+    def mean(self) -> float:
+        return self.bpd.mean().item()
+
+    @property
+    def se(self) -> float:
+        return (self.bpd.std() / len(self.bpd) ** 0.5).item() if len(self.bpd) > 1 else float("nan")
 
 
 def select_device(device) -> torch.device:
@@ -196,6 +216,43 @@ class Run:
         x, nfe = self.sample(n, sampler, seed=seed, batch_size=batch_size, **guidance)
         x = x.cpu()  # the copy to the host also waits for the device to finish
         return x, nfe, time.perf_counter() - start
+
+    def bits_per_dim(self, n: int | None = None, seed: int = 0, dequantize: bool = True) -> BitsPerDim:
+        """Bits/dim of the first n held-out samples (default config.eval.n_bpd) by the family's bits_per_dim.
+
+        8-bit images under a continuous density are dequantised uniformly first, y = lo + (hi − lo)(u + U)/256,
+        and uint8_bpd_offset is added: −log₂ P(u) ≤ E_U[−log₂ p(y)] + D (8 − log₂(hi − lo)), so the number
+        bounds the code length of the 8-bit data and is never negative in expectation. dequantize=False gives
+        the raw density of the scaled pixel values instead, which is not a likelihood of the data (it can
+        be negative). Hutchinson probes use seed + i for the batch at i; the dequantisation noise its own stream.
+        """
+        from .data import stream_generator
+        from .likelihood import dequantize as dequantize_uint8, uint8_bpd_offset
+
+        data = self.data
+        n = check_positive_int(n or self.config.eval.n_bpd, "n")
+        quantized = self.family.continuous_density and data.eval_uint8 is not None
+        offset = uint8_bpd_offset(data.data_range) if quantized and dequantize else 0.0
+        labels = data.eval_labels[:n] if self.family.bpd_labels(self) else None
+        bpds, nfe, bs = [], 0, self.config.eval.batch_size
+        for i in range(0, min(n, len(data.eval_data)), bs):
+            if quantized and dequantize:
+                x = dequantize_uint8(data.eval_uint8[i:min(i + bs, n)], stream_generator(seed, DEQUANTIZE_STREAM, i),
+                                     data.data_range)
+            else:
+                x = data.eval_data[i:min(i + bs, n)]
+            y = None if labels is None else labels[i:i + len(x)].to(self.device)
+            bpd, k = self.family.bits_per_dim(self, x.to(self.device),
+                                              torch.Generator(device=self.device).manual_seed(seed + i), y=y)
+            bpds.append(bpd.cpu() + offset)
+            nfe += k
+        name = self.family.bits_per_dim_name
+        if quantized and dequantize:
+            lo, hi = data.data_range
+            name += f", 8-bit data dequantised uniformly (+{offset:g} bits/dim for [{lo:g}, {hi:g}])"
+        elif quantized:
+            name += ", raw density of the scaled pixel values (not a likelihood of the 8-bit data)"
+        return BitsPerDim(torch.cat(bpds), nfe, quantized and dequantize, offset, name)
 
     def _eval_batches(self, n):
         x, y = self.data.eval_data[:n].to(self.device), self.data.eval_labels

@@ -13,7 +13,7 @@ from test_training import ROOT, TINY, run_cli
 
 def args_for(workdir, **kw):
     base = dict(workdir=str(workdir), samplers="ancestral,ode:heun,ode", steps="3,5", n=300, batch_size=150, seed=0,
-                device="cpu", out=None, features="classifier", inception_path=None, classifier_steps=30, bpd_n=0,
+                device="cpu", out=None, features="classifier", inception_path=None, classifier_steps=30, bpd_n=0, bpd_raw=False,
                 option=[], guidance=None, classifier=None, classifier_scale=1.0)
     return argparse.Namespace(**{**base, **kw})
 

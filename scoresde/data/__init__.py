@@ -29,6 +29,7 @@ class ToyData:
     """A 2-D toy distribution: each step draws a fresh batch."""
 
     is_image = False
+    eval_uint8 = None  # real-valued data: no 8-bit values to dequantise
 
     def __init__(self, name: str, n_eval: int = 2000, seed: int = 0):
         check_choice(name, "name", TOY)
@@ -75,7 +76,13 @@ class ImageData:
         check_bool(random_flip, "random_flip")
         self.images, self.centered, self.random_flip = images, centered, random_flip
         self.shape = tuple(images.shape[1:])
+        self.eval_uint8 = eval_images  # the held-out pixel values 0…255, for dequantised bits/dim
         self.eval_data = self.scale(eval_images)
+
+    @property
+    def data_range(self) -> tuple[float, float]:
+        """The interval the model's pixel values span: [−1, 1] (centered) or [0, 1]."""
+        return (-1.0, 1.0) if self.centered else (0.0, 1.0)
 
     def scale(self, u: torch.Tensor) -> torch.Tensor:
         x = u.float() / 255.0
