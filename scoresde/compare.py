@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ from .run import load_run
 DEFAULT_SAMPLERS = "ancestral,reverse_diffusion,euler_maruyama,pc,ode,ddim,dpm_solver,torchsde:srk"
 BOOTSTRAP = 20  # resamplings for each standard error
 TIE_SE = 2.0  # rows within this many standard errors of a sampler's lowest metric count as tied
+MMD_N = 2000  # samples (and reference points) the MMD uses: its cost is quadratic
+DIVERGED = 10.0  # a sample beyond this many times the reference's largest |value| has diverged
+FLOOR_FACTOR = 100.0  # a row whose main metric exceeds this many times the noise floor's has diverged
 
 
 def add_parser(sub):
@@ -136,9 +140,13 @@ class Quality:
         self.run, self.seed = run, args.seed
         self.ref = run.data.eval_data
         self.feature_fn = self.judge = None
-        if run.is_image:
+        if run.is_image:  # the reference's statistics are computed once, not for every row and resampling
             self.feature_fn = _feature_fn(run, args)
             self.ref_feats = _batched(self.feature_fn, self.ref, run.device)
+            self.ref_stats = metrics.gaussian_stats(self.ref_feats)
+        else:
+            self.sliced, self.mmd = metrics.SlicedReference(self.ref), metrics.MMDReference(self.ref[:MMD_N])
+        self.range = self.ref.abs().max().item()  # samples far beyond it have diverged
         if judge_classes and run.is_image:  # the feature classifier names the class of each sample
             from .features import feature_classifier
             self.judge = feature_classifier(Path(args.workdir), run.data, run.data.labels, run.device,
@@ -161,24 +169,39 @@ class Quality:
                 if self.run.is_image else None, "inception_path": args.inception_path,
                 "classifier_steps": args.classifier_steps if self.run.is_image else None}
 
-    def _values(self, x) -> dict:
+    def _values(self, x, index=None, mmd=None) -> dict:
+        """The metrics of the samples x[index] (all of x when index is None); mmd: self.mmd.resampled(x)."""
+        idx = torch.arange(len(x)) if index is None else index
         if not self.run.is_image:
-            return {"sliced_wasserstein": metrics.sliced_wasserstein(x, self.ref),
-                    "mmd": metrics.mmd(x[:2000], self.ref[:2000])}
-        return {"frechet_distance": metrics.frechet_distance_features(x, self.ref_feats),
-                "kid": metrics.kid(x, self.ref_feats, subsets=10, subset_size=min(1000, len(x), len(self.ref_feats)))[0]}
+            return {"sliced_wasserstein": self.sliced(x[idx]), "mmd": mmd(idx[:MMD_N])}
+        f = x[idx]
+        return {"frechet_distance": metrics.frechet_distance(*metrics.gaussian_stats(f), *self.ref_stats),
+                "kid": metrics.kid(f, self.ref_feats, subsets=10, subset_size=min(1000, len(f), len(self.ref_feats)))[0]}
+
+    def diverged(self, x: torch.Tensor) -> bool:
+        """Whether samples left the data's range: non-finite, or over 1 % of them beyond DIVERGED × max |reference|
+        (explicit Euler–Maruyama on the VP-SDE at 5 steps, for example)."""
+        if not bool(torch.isfinite(x).all()):
+            return True
+        beyond = x.flatten(1).abs().amax(1) > DIVERGED * self.range
+        return beyond.double().mean().item() > 0.01
 
     def __call__(self, x: torch.Tensor) -> dict:
-        """Each metric and its standard error (`<name>_se`)."""
+        """Each metric and its standard error (`<name>_se`); `diverged` flags samples far outside the data."""
+        if not bool(torch.isfinite(x).all()):  # no metric is defined: the row is reported as diverged
+            return {**{k: v for name in self.names for k, v in ((name, math.inf), (f"{name}_se", math.nan))},
+                    "diverged": True}
+        diverged = self.diverged(x)
         x = _batched(self.feature_fn, x, self.run.device) if self.feature_fn else x
-        values = self._values(x)
+        mmd = None if self.run.is_image else self.mmd.resampled(x)  # x's kernels once for every resampling
+        values = self._values(x, mmd=mmd)
         g = torch.Generator().manual_seed(self.seed)
-        boot = [self._values(x[torch.randint(len(x), (len(x),), generator=g)]) for _ in range(BOOTSTRAP)]
+        boot = [self._values(x, torch.randint(len(x), (len(x),), generator=g), mmd) for _ in range(BOOTSTRAP)]
         out = {}
         for name in self.names:
             out[name] = values[name]
             out[f"{name}_se"] = float(np.std([b[name] for b in boot], ddof=1))
-        return out
+        return {**out, "diverged": diverged}
 
     def floor(self, n: int) -> dict:
         """The same metrics for n real samples that are not the reference (n_floor is how many there were)."""
@@ -248,7 +271,8 @@ def run(args):
             identity["guidance"] = entry["guidance"]
         entry["key"] = row_key(identity)
     floor_key = row_key({**common, "sampler": "noise floor"})
-    reused = sum(e["key"] in done for e in plan)
+    reused_keys = {e["key"] for e in plan if e["key"] in done}
+    reused = len(reused_keys)
     print(f"comparing {len(plan)} sampler x budget rows on {args.workdir} (step {run_.step}), {args.n} samples each; "
           f"{reused} already done with these weights and settings in {rows_path}")
     if floor_key not in done:
@@ -260,9 +284,13 @@ def run(args):
         w = entry["guidance"]
         x, nfe, seconds = run_.timed_sample(args.n, entry["object"], seed=args.seed, batch_size=args.batch_size,
                                             **({} if w is None else {**guide, "guidance": w}))
+        start = time.perf_counter()
+        scores = quality(x)
         row = {"key": entry["key"], "sampler": entry["sampler"], "kind": entry["kind"], "steps": entry["steps"],
-               "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **quality(x),
-               "n": args.n, "seed": args.seed, "step": run_.step}
+               "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **scores,
+               "metric_seconds": time.perf_counter() - start, "n": args.n, "seed": args.seed, "step": run_.step}
+        metric = quality.names[0]  # a metric many times the floor's is a diverged row too
+        row["diverged"] = bool(row["diverged"] or row[metric] > FLOOR_FACTOR * done[floor_key][metric])
         if w is not None:  # guidance rows: w, what one NFE costs, and class fidelity
             row.update(guidance=w, batch_factor=2 if w not in (0, -1) and run_.num_classes else 1,
                        **quality.accuracy(x, labels))
@@ -271,6 +299,10 @@ def run(args):
         done[entry["key"]] = row
         print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "key"))
     rows = [done[e["key"]] for e in plan]
+    fresh = [done[e["key"]] for e in plan if e["key"] not in reused_keys]
+    if fresh:
+        sampling, scoring = sum(r["seconds"] for r in fresh), sum(r.get("metric_seconds", 0.0) for r in fresh)
+        print(f"time: sampling {sampling:.1f} s, metrics {scoring:.1f} s over {len(fresh)} new rows")
     extra = {"noise_floor": {k: v for k, v in done[floor_key].items() if k not in ("key", "sampler")}, "step": run_.step}
     if args.bpd_n:
         b = run_.bits_per_dim(args.bpd_n, args.seed, dequantize=not args.bpd_raw)
@@ -297,6 +329,7 @@ def series(row) -> str:
 def best_rows(rows, metric: str) -> dict:
     """Per sampler (and w), the largest-NFE row whose metric is within TIE_SE combined standard errors of its lowest."""
     best = {}
+    rows = [r for r in rows if not r.get("diverged")]  # a diverged row is never a sampler's best
     for name in dict.fromkeys(series(r) for r in rows):
         rs = [r for r in rows if series(r) == name]
         low = min(rs, key=lambda r: r[metric])
@@ -326,7 +359,8 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
              "|---|---|---:|" + ("---:|" if guided else "") + "---:|---:|---:|" + ("---:|" if acc else "") + "---:|---:|"]
     for r in rows:
         nfe = f"{r['nfe']}" + (" (2B)" if r.get("batch_factor", 1) == 2 else "")
-        lines.append(f"| {r['sampler']} | {r['kind']} | {r['steps']} | " + (f"{_fmt(r['guidance'])} | " if guided else "")
+        kind = r["kind"] + (", **diverged**" if r.get("diverged") else "")
+        lines.append(f"| {r['sampler']} | {kind} | {r['steps']} | " + (f"{_fmt(r['guidance'])} | " if guided else "")
                      + f"{nfe} | {_fmt(r[metric])} ± {_fmt(r[metric + '_se'])} | {_fmt(r[second])} ± {_fmt(r[second + '_se'])} | "
                      + (f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | " if acc else "")
                      + f"{_fmt(r['seconds'])} | {_fmt(r['samples_per_s'])} |")
@@ -335,6 +369,10 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
                  f"{_fmt(floor[second + '_se'])} | " + (f"{floor['accuracy']:.3f} (held-out images) | " if acc else "")
                  + "| |")
     lines += ["", f"Weights of step {extra['step']}; ± is one bootstrap standard error ({BOOTSTRAP} resamplings)."]
+    if any(r.get("diverged") for r in rows):
+        lines.append(f"**diverged**: non-finite samples, over 1 % of them beyond {DIVERGED:g}× the data's largest |value|, "
+                     f"or {metric} over {FLOOR_FACTOR:g}× the noise floor's; such rows are drawn off scale in "
+                     f"quality_vs_nfe.png and never set its axes.")
     if guided:
         lines.append("w: classifier-free guidance (Ho & Salimans; diffusers' guidance_scale = 1 + w); NFE counts network "
                      "calls, \"(2B)\" marks calls on a doubled batch. accuracy: the feature classifier's accuracy on the "
@@ -344,6 +382,14 @@ def write_reports(rows, out: Path, run_, extra) -> list[Path]:
                      f"({extra['bits_per_dim_kind']})")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return [out / "results.csv", out / "results.json", out / "results.md", *_plots(rows, metric, floor, out, run_)]
+
+
+def plot_range(rows, metric: str, floor: dict) -> tuple[float, float]:
+    """The quality axis (low, top) of quality_vs_nfe.png: it fits the rows that did not diverge and the noise floor
+    (±1 s.e.), with a margin; diverged rows are drawn on its top edge."""
+    ok = [r for r in rows if not r.get("diverged")] + [floor]
+    low = min(r[metric] - r[f"{metric}_se"] for r in ok)
+    return low, max(r[metric] + r[f"{metric}_se"] for r in ok) * 1.5
 
 
 def _plots(rows, metric, floor, out, run_):
@@ -356,19 +402,30 @@ def _plots(rows, metric, floor, out, run_):
     except ImportError:
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name in dict.fromkeys(series(r) for r in rows):
-        rs = sorted((r for r in rows if series(r) == name), key=lambda r: r["nfe"])
-        ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r[f"{metric}_se"] for r in rs],
-                    fmt="o-" if len(rs) > 1 else "*", label=name, ms=4, capsize=2, lw=1)
     lo, hi = floor[metric] - floor[f"{metric}_se"], floor[metric] + floor[f"{metric}_se"]
+    low, top = plot_range(rows, metric, floor)
+    off_scale = False
+    for name in dict.fromkeys(series(r) for r in rows):
+        rs = sorted((r for r in rows if series(r) == name and not r.get("diverged")), key=lambda r: r["nfe"])
+        line = ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r[f"{metric}_se"] for r in rs],
+                           fmt="o-" if len(rs) > 1 else "*", label=name, ms=4, capsize=2, lw=1)
+        bad = [r for r in rows if series(r) == name and r.get("diverged")]
+        if bad:
+            off_scale = True
+            ax.plot([r["nfe"] for r in bad], [top] * len(bad), "^", color=line[0].get_color(), ms=7, clip_on=False)
+    if off_scale:
+        ax.plot([], [], "^", color="black", ms=7, label="diverged (off scale)")
     ax.axhspan(max(lo, 1e-12), hi, color="grey", alpha=0.3, label=f"noise floor ({floor['n_floor']} real samples)")
     ax.axhline(floor[metric], color="grey", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="NFE (score evaluations)", ylabel=metric.replace("_", " "),
            title="sample quality vs NFE (lower is better; bars: ±1 s.e.)")
+    ax.set_ylim(low / 1.5 if low > 0 else None, top)
     ax.legend(fontsize=7, loc="best")
     fig.savefig(out / "quality_vs_nfe.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     best = best_rows(rows, metric)
+    if not best:  # every row diverged: there is no sample worth showing
+        return [out / "quality_vs_nfe.png"]
     fig, axes = plt.subplots(1, len(best), figsize=(2.6 * len(best), 2.9), squeeze=False)
     for ax, (name, r) in zip(axes[0], best.items()):
         x = torch.from_numpy(np.load(out / "samples" / _sample_file(r)))

@@ -42,38 +42,86 @@ def sliced_wasserstein(x, y, p: int = 1, n_projections: int = 256, generator: to
     Δ·d in W₁ but √Δ·d in W₂, so the W₂ noise floor of n samples shrinks only like n^(−1/4).
     Sets of unequal size are compared through matching quantiles.
     """
-    if isinstance(p, bool) or p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
-    check_positive_int(n_projections, "n_projections")
-    check_generator(generator, "cpu")
-    x, y = _pair(x, y)
-    g = generator or torch.Generator().manual_seed(0)
-    theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
-    theta = (theta / theta.norm(dim=0)).to(x.device)
-    px, py = (x @ theta).sort(0).values, (y @ theta).sort(0).values
-    if len(px) != len(py):
-        q = torch.linspace(0, 1, max(len(px), len(py)), dtype=torch.float64, device=x.device)
-        px, py = (torch.quantile(v, q, dim=0) for v in (px, py))
-    return (px - py).abs().mean().item() if p == 1 else ((px - py) ** 2).mean().sqrt().item()
+    return SlicedReference(y, p, n_projections, generator)(x)
 
 
 def mmd(x, y, bandwidths=(0.1, 0.5, 1.0, 2.0, 5.0)) -> float:
     """Unbiased squared MMD (Gretton et al. 2012, Eq. 3) with a sum of Gaussian kernels of the given bandwidths."""
-    if isinstance(bandwidths, numbers.Real):
-        bandwidths = (bandwidths,)
-    if not isinstance(bandwidths, (tuple, list)) or not bandwidths:
-        raise ArgumentTypeError(f"bandwidths must be a non-empty tuple of numbers > 0, got {describe(bandwidths)}")
-    bandwidths = [check_real(h, "bandwidths", low=0, inclusive=(False, True)) for h in bandwidths]
-    x, y = _pair(x, y, min_samples=2)  # the unbiased estimate needs two samples per set
+    return MMDReference(y, bandwidths)(x)
 
-    def k(a, b):
+
+class SlicedReference:
+    """sliced_wasserstein(·, y) against one fixed reference y, whose sorted projections are computed once."""
+
+    def __init__(self, y, p: int = 1, n_projections: int = 256, generator: torch.Generator | None = None):
+        if isinstance(p, bool) or p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {p!r}")
+        check_positive_int(n_projections, "n_projections")
+        check_generator(generator, "cpu")
+        self.y, self.p = _flat(y, "y"), p
+        g = generator or torch.Generator().manual_seed(0)
+        theta = torch.randn(self.y.shape[1], n_projections, generator=g, dtype=torch.float64)
+        self.theta = (theta / theta.norm(dim=0)).to(self.y.device)
+        self.py = (self.y @ self.theta).sort(0).values
+
+    def __call__(self, x) -> float:
+        x, _ = _pair(x, self.y)
+        px, py = (x @ self.theta).sort(0).values, self.py
+        if len(px) != len(py):
+            q = torch.linspace(0, 1, max(len(px), len(py)), dtype=torch.float64, device=x.device)
+            px, py = (torch.quantile(v, q, dim=0) for v in (px, py))
+        return (px - py).abs().mean().item() if self.p == 1 else ((px - py) ** 2).mean().sqrt().item()
+
+
+class MMDReference:
+    """mmd(·, y) against one fixed reference y: the kernel sum of y with itself is computed once, and a bootstrap
+    resample x[index] is scored from the kernel of its distinct samples weighted by their counts, not re-expanded."""
+
+    def __init__(self, y, bandwidths=(0.1, 0.5, 1.0, 2.0, 5.0)):
+        if isinstance(bandwidths, numbers.Real):
+            bandwidths = (bandwidths,)
+        if not isinstance(bandwidths, (tuple, list)) or not bandwidths:
+            raise ArgumentTypeError(f"bandwidths must be a non-empty tuple of numbers > 0, got {describe(bandwidths)}")
+        self.bandwidths = [check_real(h, "bandwidths", low=0, inclusive=(False, True)) for h in bandwidths]
+        self.y = _flat(y, "y", min_samples=2)  # the unbiased estimate needs two samples per set
+        kyy, m = self._k(self.y, self.y), len(self.y)
+        self.yy = (kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
+
+    def _k(self, a, b):
         d2 = torch.cdist(a, b) ** 2
-        return sum(torch.exp(-d2 / (2 * h**2)) for h in bandwidths)
+        return sum(torch.exp(-d2 / (2 * h**2)) for h in self.bandwidths)
 
-    n, m = len(x), len(y)
-    kxx, kyy = k(x, x), k(y, y)
-    return ((kxx.sum() - kxx.diag().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
-            - 2 * k(x, y).mean()).item()
+    PRECOMPUTE = 4096  # up to this many samples, resampled() keeps their kernel matrix (128 MB at most)
+
+    def resampled(self, x):
+        """A function index → MMD² of x[index] against y, for bootstrap resamplings of one sample set: up to
+        PRECOMPUTE samples, the kernels among x and against y are computed once and each resample only counts."""
+        x, _ = _pair(x, self.y, min_samples=2)
+        if len(x) > self.PRECOMPUTE:
+            return lambda index: self(x, index)
+        kxx, kxy = self._k(x, x), self._k(x, self.y).mean(1)
+
+        def score(index: torch.Tensor) -> float:
+            c, n = torch.bincount(index.to(x.device), minlength=len(x)).double(), len(index)
+            if n < 2:
+                raise ValueError(f"index must select at least 2 samples, got {n}")
+            return ((c @ kxx @ c - (c * kxx.diag()).sum()) / (n * (n - 1)) + self.yy - 2 * (c @ kxy) / n).item()
+        return score
+
+    def __call__(self, x, index: torch.Tensor | None = None) -> float:
+        """MMD² of x (or of the resample x[index], index [n] of rows of x, repeats allowed) against y."""
+        x, _ = _pair(x, self.y, min_samples=2)
+        if index is None:
+            kxx, n = self._k(x, x), len(x)
+            xx, xy = (kxx.sum() - kxx.diag().sum()) / (n * (n - 1)), self._k(x, self.y).mean()
+        else:  # Σ_{a≠b} k(x_ia, x_ib) = cᵀ K c − Σ_u c_u k(x_u, x_u) over the distinct rows u with counts c
+            rows, counts = torch.unique(index.to(x.device), return_counts=True)
+            kxx, c, n = self._k(x[rows], x[rows]), counts.double(), len(index)
+            if n < 2:
+                raise ValueError(f"index must select at least 2 samples, got {n}")
+            xx = (c @ kxx @ c - (c * kxx.diag()).sum()) / (n * (n - 1))
+            xy = c @ self._k(x[rows], self.y).mean(1) / n
+        return (xx + self.yy - 2 * xy).item()
 
 
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,12 @@
 """`scoresde compare` on tiny runs: every output, resumption, image features, and bad input."""
 import argparse
 import json
+import re
 
 import pytest
 import torch
 
+import scoresde
 from scoresde import compare
 from scoresde.config import apply_overrides, load_config
 from scoresde.training import Trainer
@@ -30,10 +32,12 @@ def toy_run(tmp_path_factory):
 def test_compare_writes_every_report_and_resumes(toy_run, capsys):
     compare.run(args_for(toy_run, bpd_n=20))
     out = toy_run / "compare"
-    for name in ("results.jsonl", "results.csv", "results.json", "results.md", "quality_vs_nfe.png", "best_samples.png"):
+    for name in ("results.jsonl", "results.csv", "results.json", "results.md", "quality_vs_nfe.png"):
         assert (out / name).exists(), name
     result = json.loads((out / "results.json").read_text())
     rows = result["rows"]
+    # this 30-step model's samples mostly leave the data's range; best_samples.png shows the rows that did not
+    assert (out / "best_samples.png").exists() == (not all(r["diverged"] for r in rows))
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [
         ("ancestral", 3, 3), ("ancestral", 5, 5), ("ode:heun", 3, 5), ("ode:heun", 5, 9),
         ("ode", "adaptive", rows[4]["nfe"])]
@@ -42,7 +46,8 @@ def test_compare_writes_every_report_and_resumes(toy_run, capsys):
     assert floor["n_floor"] == 300 and 0 < floor["sliced_wasserstein"] < min(r["sliced_wasserstein"] for r in rows)
     assert "bits_per_dim" in result and result["step"] == 30
     md = (out / "results.md").read_text()
-    assert "| ode:heun | ODE | 3 | 5 |" in md and "| ode | ODE | adaptive |" in md and "noise floor: 300 real samples" in md
+    assert re.search(r"\| ode:heun \| ODE(, \*\*diverged\*\*)? \| 3 \| 5 \|", md)
+    assert re.search(r"\| ode \| ODE(, \*\*diverged\*\*)? \| adaptive \|", md) and "noise floor: 300 real samples" in md
     assert ",adaptive," in (out / "results.csv").read_text()
     capsys.readouterr()
     compare.run(args_for(toy_run, samplers="ancestral,ddim", steps="3"))  # ancestral 3 is reused, ddim is new
@@ -144,3 +149,36 @@ def test_pt_inception_state_dict_loads_and_gives_2048_features(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="neither TorchScript nor a pt_inception state dict"):
         inception_features(str(tmp_path / "junk.pth"), data, "cpu")
+
+
+def test_diverged_rows_are_flagged_and_kept_off_the_axes(toy_run):
+    """Samples far outside the data, or non-finite ones, mark the row diverged (no metric fails on them), the table
+    says so, and the plot's quality axis fits only the other rows and the floor."""
+    run_ = scoresde.load_run(toy_run, device="cpu")
+    quality = compare.Quality(run_, args_for(toy_run))
+    ref = run_.data.eval_data[:300]
+    assert not quality(ref)["diverged"]
+    blown = quality(ref * 1e4)
+    assert blown["diverged"] and blown["sliced_wasserstein"] > 1e3
+    nan = quality(torch.full_like(ref, float("nan")))
+    assert nan["diverged"] and nan["sliced_wasserstein"] == float("inf")
+    assert not quality(torch.cat([ref[:298], ref[:2] * 1e4]))["diverged"]  # two outliers in 300 are not a divergence
+    floor = {"sliced_wasserstein": 0.04, "sliced_wasserstein_se": 0.01}
+    rows = [{"sliced_wasserstein": v, "sliced_wasserstein_se": 0.01, "diverged": d} for v, d in
+            ((0.2, False), (0.06, False), (2.3e4, True))]
+    low, top = compare.plot_range(rows, "sliced_wasserstein", floor)
+    assert low == pytest.approx(0.03) and top == pytest.approx(0.21 * 1.5)
+
+
+def test_compare_reports_a_diverged_row_and_the_time_split(toy_run, tmp_path, capsys):
+    """Euler–Maruyama at one step on the VP-SDE (h = 1, β up to 20) leaves the data's range: the row is marked in
+    results.md, the plots are still written (with no best sample to show), and the log splits sampling from metric
+    time."""
+    out = tmp_path / "cmp"
+    compare.run(args_for(toy_run, samplers="euler_maruyama", steps="1", out=str(out)))
+    table = (out / "results.md").read_text()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    em1 = next(r for r in rows if r["sampler"] == "euler_maruyama" and r["steps"] == 1)
+    assert em1["diverged"] and "| euler_maruyama | SDE, **diverged** | 1 |" in table and "**diverged**:" in table
+    assert (out / "quality_vs_nfe.png").stat().st_size > 0
+    assert re.search(r"time: sampling [\d.]+ s, metrics [\d.]+ s over 1 new rows", capsys.readouterr().out)

@@ -134,3 +134,20 @@ def test_frechet_distance_singular_covariances(monkeypatch):
     expected = 2.0 + 5.0 - 2 * (math.sqrt((2 + eps) * eps) + math.sqrt(eps * (3 + eps)))
     assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(expected, rel=1e-12)
     assert len(calls) == 2
+
+
+def test_the_references_score_resamples_exactly_like_the_functions():
+    """SlicedReference and MMDReference (compare's bootstrap) give sliced_wasserstein and mmd of x[index] with the
+    reference's terms computed once: through the counts of distinct rows, and through the precomputed kernels."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 2, generator=g, dtype=F64), torch.randn(200, 2, generator=g, dtype=F64) + 0.3
+    index = torch.randint(300, (250,), generator=g)
+    assert metrics.SlicedReference(y)(x[index]) == metrics.sliced_wasserstein(x[index], y)
+    ref = metrics.MMDReference(y)
+    want = metrics.mmd(x[index], y)
+    # sums of 250² kernel values of at most 5 (5 bandwidths), summed in another order: 250² ulps of 5 per sum
+    tol = ulps(250**2, 5)
+    assert ref(x, index) == pytest.approx(want, rel=0, abs=tol)
+    assert ref.resampled(x)(index) == pytest.approx(want, rel=0, abs=tol)
+    assert ref(x) == pytest.approx(metrics.mmd(x, y), rel=0, abs=ulps(300**2, 5))
+    assert abs(want - metrics.mmd(x[:250], y)) > 1e-3  # the resample is not the first rows
