@@ -51,9 +51,12 @@ COLOR_DECOUPLING = torch.tensor([[1 / math.sqrt(3), -2 / math.sqrt(6), 0.0],
 
 
 def check_one_step(sampler) -> Sampler:
-    """The sampler (a built one, or a name with default options) if it moves one step at a time; else ValueError."""
+    """The sampler (a built one, or a name with default options) if it moves one step at a time; else ValueError.
+
+    A name builds get_sampler(name, progress=False): its default grid of 1000 steps. For another budget pass a
+    built sampler, e.g. get_sampler("ancestral", steps=100)."""
     if isinstance(sampler, str):
-        sampler = get_sampler(sampler)
+        sampler = get_sampler(sampler, progress=False)
     if not isinstance(sampler, Sampler):
         raise ArgumentTypeError(f"sampler must be a scoresde Sampler or a sampler name, got {describe(sampler)}")
     ok, _ = ONE_STEP.get(sampler.name, (lambda s: False, ""))
@@ -221,7 +224,9 @@ def check_basis(M, channels: int) -> torch.Tensor:
 def inpaint(score_fn, sde, y: torch.Tensor, mask: torch.Tensor, sampler, resample: int = 1, jump: int = 1,
             generator=None, seeds=None):
     """Samples x with x = y where mask = 1 (Song et al. 2021, App. I; RePaint's resampling with resample > 1):
-    returns (x, nfe). mask: 0/1 broadcastable to y [B, ...]; y's values where mask = 0 are ignored."""
+    returns (x, nfe). mask: 0/1 broadcastable to y [B, ...]; y's values where mask = 0 are ignored.
+    sampler: a one-step sampler, built (get_sampler("ancestral", steps=100)) or a name, which runs its default
+    1000 steps (check_one_step)."""
     y, mask = check_observation(y, mask)
     return Conditioned(sampler, Mask(mask), y, resample, jump, empty=not bool(mask.any()))(score_fn, sde, generator,
                                                                                           seeds)

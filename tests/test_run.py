@@ -175,12 +175,25 @@ def test_image_grid_tiles_and_enlarges_small_images_exactly():
     from scoresde.training.loop import image_grid
 
     x = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 1, 2, 2) / 12  # 3 images of 2×2 → a 2×2 grid
-    grid = image_grid(x, min_size=0)
-    assert grid.shape == (4, 4)
-    assert torch.equal(grid[:2, :2], x[0, 0]) and torch.equal(grid[:2, 2:], x[1, 0]) and torch.equal(grid[2:, :2], x[2, 0])
-    assert torch.equal(grid[2:, 2:], torch.ones(2, 2))  # padding is white
-    big = image_grid(x, min_size=10)  # 4 px → ×3 (nearest neighbour) = 12 px ≥ 10
-    assert big.shape == (12, 12) and torch.equal(big[::3, ::3], grid)
+    flush = image_grid(x, min_size=0, gap=0)
+    assert flush.shape == (4, 4)
+    assert torch.equal(flush[:2, :2], x[0, 0]) and torch.equal(flush[:2, 2:], x[1, 0]) and torch.equal(flush[2:, :2], x[2, 0])
+    assert torch.equal(flush[2:, 2:], torch.ones(2, 2))  # padding is white
+    grid = image_grid(x, min_size=0)  # by default one white pixel between tiles, none around the picture
+    assert grid.shape == (5, 5) and torch.equal(grid[2], torch.ones(5)) and torch.equal(grid[:, 2], torch.ones(5))
+    assert torch.equal(grid[:2, :2], x[0, 0]) and torch.equal(grid[:2, 3:], x[1, 0]) and torch.equal(grid[3:, :2], x[2, 0])
+    big = image_grid(x, min_size=10)  # 5 px → ×2 (nearest neighbour) = 10 px ≥ 10
+    assert big.shape == (10, 10) and torch.equal(big[::2, ::2], grid)
+
+
+def test_image_strip_puts_white_columns_between_images():
+    from scoresde.training.loop import image_strip
+
+    x = torch.rand(3, 1, 2, 2)
+    strip = image_strip(x)
+    assert strip.shape == (1, 2, 8) and torch.equal(strip[..., 2], torch.ones(1, 2)) and torch.equal(strip[..., 5], torch.ones(1, 2))
+    assert torch.equal(strip[..., :2], x[0]) and torch.equal(strip[..., 3:5], x[1]) and torch.equal(strip[..., 6:], x[2])
+    assert torch.equal(image_strip(x, gap=0), torch.cat(list(x), dim=-1))
 
 
 def test_training_saves_enlarged_sample_grids_of_the_ema_model(tmp_path):
@@ -198,7 +211,7 @@ def test_training_saves_enlarged_sample_grids_of_the_ema_model(tmp_path):
     assert trainer.run.model is trainer.ema.model  # samples during training come from the EMA weights
     trainer.train()
     png = matplotlib.image.imread(tmp_path / "samples" / "step_2.png")
-    assert png.shape[:2] == (320, 320)  # 2×2 digits of 8×8 = 16 px, enlarged ×20
+    assert png.shape[:2] == (323, 323)  # 2×2 digits of 8×8 and a 1-px gap = 17 px, enlarged ×19
     x, _ = trainer.sample()
     expected = image_grid_of(trainer.run.to_display(x))
     assert abs(png[..., 0] - expected).max() < 1 / 255 + 1e-6  # the PNG is exactly these samples, in grey levels

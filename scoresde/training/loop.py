@@ -106,8 +106,9 @@ def _check_workdir_config(workdir: Path, config) -> None:
               f"{old['training']['n_iters']} to {new['training']['n_iters']}: the learning rate jumps on resume")
 
 
-def image_grid(x: torch.Tensor, min_size: int = 320) -> torch.Tensor:
-    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·H, cols·W(, C)], padding with white.
+def image_grid(x: torch.Tensor, min_size: int = 320, gap: int = 1) -> torch.Tensor:
+    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·(H + gap) − gap, cols·(W + gap) − gap(, C)], with
+    `gap` white pixels between tiles (so digits do not run into stripes) and white where tiles are missing.
 
     Small grids are enlarged by an integer factor (nearest neighbour) to at least `min_size` pixels,
     so 8×8 digits are visible.
@@ -115,11 +116,20 @@ def image_grid(x: torch.Tensor, min_size: int = 320) -> torch.Tensor:
     n, c, h, w = x.shape
     cols = int(n**0.5 + 0.999)
     rows = (n + cols - 1) // cols
-    grid = torch.ones(rows * cols, c, h, w)
-    grid[:n] = x
-    grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    grid = torch.ones(rows * cols, c, h + gap, w + gap)
+    grid[:n, :, :h, :w] = x
+    grid = grid.reshape(rows, cols, c, h + gap, w + gap).permute(0, 3, 1, 4, 2)
+    grid = grid.reshape(rows * (h + gap), cols * (w + gap), c)[:rows * (h + gap) - gap, :cols * (w + gap) - gap]
     scale = max(1, -(-min_size // max(grid.shape[:2])))
     return grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1).squeeze(-1)
+
+
+def image_strip(x: torch.Tensor, gap: int = 1) -> torch.Tensor:
+    """Images [k, C, H, W] side by side as one [C, H, k·(W + gap) − gap], with `gap` white columns between them."""
+    k, c, h, w = x.shape
+    strip = torch.ones(k, c, h, w + gap, dtype=x.dtype)
+    strip[..., :w] = x
+    return strip.permute(1, 2, 0, 3).reshape(c, h, k * (w + gap))[..., :k * (w + gap) - gap]
 
 
 def save_samples(x: torch.Tensor, run: Run, path: Path) -> Path | None:
@@ -164,7 +174,7 @@ def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_ce
         for j, w in enumerate(ws):
             ax, cell = axes[i][j], run.to_display(x[i, j].detach().float().cpu())
             if run.is_image:
-                strip = torch.cat(list(cell[:k]), dim=-1)  # [C, H, k·W]
+                strip = image_strip(cell[:k])  # [C, H, k·(W + 1) − 1]
                 ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
                           vmin=0, vmax=1, interpolation="nearest")
                 ax.set_xticks([])
@@ -197,7 +207,7 @@ def save_rows(rows: dict, run: Run, path: Path, title: str = "", per_row: int = 
     fig, axes = plt.subplots(len(rows), 1, figsize=(0.6 * k + 1.2, 0.75 * len(rows) + 0.4), squeeze=False,
                              layout="constrained")
     for ax, (name, x) in zip(axes[:, 0], rows.items()):
-        strip = torch.cat(list(run.to_display(x[:k].detach().float().cpu())), dim=-1)  # [C, H, k·W]
+        strip = image_strip(run.to_display(x[:k].detach().float().cpu()))  # [C, H, k·(W + 1) − 1]
         ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
                   vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
