@@ -21,6 +21,9 @@ def device(request):
     return torch.device(request.param)
 
 
+if os.environ.get("SCORESDE_FLUSH_DENORMAL"):  # by hand: the suite must not depend on how subnormals are treated
+    torch.set_flush_denormal(True)
+
 if os.environ.get("SCORESDE_TOLERANCE_AUDIT"):  # by hand only: how much of each tight tolerance is used
     import _tolerance_audit
     _tolerance_audit.install()
