@@ -8,12 +8,15 @@ A checkpoint is a dict of tensors and plain Python values, so `torch.load(path, 
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
 import re
+import signal
 import socket
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -30,21 +33,43 @@ class CheckpointWarning(UserWarning):
     """A damaged checkpoint was skipped in favour of an intact one."""
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt: a save is never cut in half.
+
+    Interrupting torch.save mid-write makes its zip writer fail on exit with a RuntimeError that hides the
+    KeyboardInterrupt. Only the main thread can handle signals; elsewhere, or with SIGINT ignored, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to `path` so that a crash at any moment leaves either the old file or the new one."""
+    """torch.save to `path` so that a crash at any moment leaves either the old file or the new one, and
+    Ctrl-C during the write takes effect once the file is complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with interrupts_deferred():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(text: str, path: Path) -> None:

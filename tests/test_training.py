@@ -98,6 +98,27 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert resumed.step == 20
 
 
+def test_ctrl_c_in_the_middle_of_a_save_waits_for_the_file(tmp_path, monkeypatch):
+    """SIGINT arriving while torch.save writes: the new file is completed and only then KeyboardInterrupt is raised
+    (uninterrupted, torch's zip writer fails on exit with a RuntimeError that hides the interrupt)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's KeyboardInterrupt in this process")
+    real_save = torch.save
+    path = tmp_path / "latest.pt"
+    ckpt_module.atomic_save({"step": 1}, path)
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now, in the middle of the write
+        time.sleep(0.01)
+        real_save(obj, f)
+
+    monkeypatch.setattr(ckpt_module.torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_module.atomic_save({"step": 2}, path)
+    assert torch.load(path, weights_only=True)["step"] == 2 and not list(tmp_path.glob("*.tmp"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
 def _wait_for_step(latest, at_least, proc, deadline_s=600):
     """Poll latest.pt (always complete: it is replaced atomically) until it holds a step >= at_least."""
     deadline = time.monotonic() + deadline_s  # generous: a loaded machine may be slow, the test waits on progress
