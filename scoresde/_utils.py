@@ -109,10 +109,6 @@ def check_callable(fn, name: str, signature: str = "") -> None:
         raise ArgumentTypeError(f"{name} must be callable{' as ' + signature if signature else ''}, got {describe(fn)}")
 
 
-def check_score_fn(score_fn, name: str = "score_fn") -> None:
-    check_callable(score_fn, name, f"{name}(x, t) returning a tensor shaped like x")
-
-
 def check_output(out, x: torch.Tensor, name: str = "score_fn") -> torch.Tensor:
     """Return out if it is a tensor shaped exactly like x: a [B, 1] output must not broadcast silently."""
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:

@@ -10,6 +10,7 @@ import math
 import torch
 
 from ._utils import ArgumentTypeError, check_device, check_dtype, check_generator, check_positive_int, describe
+from .score import Score
 
 
 def _float64(value, name: str, shape: str) -> torch.Tensor:
@@ -80,7 +81,7 @@ class GaussianMixture:
 
     def score_fn(self, sde):
         """score_fn(x, t) for data of any shape [B, ...] whose flattening has D entries."""
-        return lambda x, t: self.score(sde, x.flatten(1), t).reshape(x.shape)
+        return Score(lambda x, t: self.score(sde, x.flatten(1), t).reshape(x.shape))
 
     def class_logits(self, sde, x, t):
         """log w_k p_t(x | k) [B, K]: logits of the exact noise-aware classifier p(k | x_t) (Bayes' rule)."""
@@ -104,8 +105,7 @@ class GaussianMixture:
             per_class = -prec_diff.gather(1, y.clamp(max=K - 1)[:, None, None].expand(-1, 1, self.dim))[:, 0]
             return torch.where((y == K)[:, None], unconditional, per_class).reshape(x.shape)
 
-        score_fn.num_classes = K
-        return score_fn
+        return Score(score_fn, num_classes=K)
 
     def component(self, k: int) -> "GaussianMixture":
         """The class-k distribution N(μ_k, Σ_k), as a one-component mixture."""

@@ -8,7 +8,7 @@ so every sampler runs it unchanged.
 w follows Ho & Salimans: w = 0 is the conditional model, w = −1 the unconditional one, and w > 0 samples
 ∝ p(x | y)^(1+w) p(x)^(−w) (at each noise level). diffusers' and Imagen's `guidance_scale` is g = 1 + w.
 
-Labels are integers in {0, …, K−1} for a model with K = `score_fn.num_classes` classes; K itself is
+Labels are integers in {0, …, K−1} for a model with K = `Score.num_classes` classes; K itself is
 "no label" (∅), the label the model learnt under label dropout. A guided score with w ∉ {0, −1} evaluates
 the conditional and the unconditional prediction in one network call on a doubled batch; it declares
 `batch_factor = 2`, so NFE counts network calls and reports say each is on 2B samples.
@@ -20,26 +20,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._utils import ArgumentTypeError, check_callable, check_real, check_score_fn, describe, full_precision
-
-# What a wrapped score passes on from the score it wraps: samplers read these (time convention, ...).
-_DECLARED = ("continuous", "parameterization", "num_classes", "data_shape")
+from ._utils import ArgumentTypeError, check_callable, check_real, describe, full_precision
+from .score import Score, as_score
 
 
-def _declare(fn: Callable, score_fn: Callable, batch_factor: int = 1) -> Callable:
-    for key in _DECLARED:
-        if hasattr(score_fn, key):
-            setattr(fn, key, getattr(score_fn, key))
-    fn.batch_factor = batch_factor * getattr(score_fn, "batch_factor", 1)
-    return fn
-
-
-def num_classes(score_fn: Callable) -> int:
+def num_classes(score_fn) -> int:
     """K, the number of classes a score function's model was trained with (0: unconditional)."""
-    k = getattr(score_fn, "num_classes", 0)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-        raise ValueError(f"score_fn.num_classes must be a non-negative integer, got {k!r}")
-    return k
+    return as_score(score_fn).num_classes
 
 
 def check_labels(y, num_classes: int, name: str = "y", allow_null: bool = True) -> torch.Tensor:
@@ -72,23 +59,21 @@ def _expand(y: torch.Tensor, x: torch.Tensor, name: str = "y") -> torch.Tensor:
     return y
 
 
-def conditional(score_fn: Callable, y) -> Callable:
+def conditional(score_fn, y) -> Score:
     """s(x, t, y) as a score of (x, t): the class-conditional model (y = K: the unconditional one)."""
-    check_score_fn(score_fn)
-    y = check_labels(y, num_classes(score_fn))
-
-    def fn(x, t):
-        return score_fn(x, t, _expand(y, x))
-    return _declare(fn, score_fn)
+    score = as_score(score_fn)
+    y = check_labels(y, score.num_classes)
+    return score.derive(lambda x, t: score.outputs(x, t, _expand(y, x)))
 
 
-def classifier_free(score_fn: Callable, y, w: float) -> Callable:
+def classifier_free(score_fn, y, w: float) -> Score:
     """(1 + w) s(x, t, y) − w s(x, t, ∅) (Ho & Salimans 2022, Eq. 6), both in one network call on 2B samples.
 
     w = 0 and w = −1 need one prediction and run on B samples: the conditional and the unconditional model.
+    A learned variance keeps the conditional prediction's v (as GLIDE does): guidance moves the mean only.
     """
-    check_score_fn(score_fn)
-    k = num_classes(score_fn)
+    score = as_score(score_fn)
+    k = score.num_classes
     y = check_labels(y, k, allow_null=False)
     w = check_real(w, "w")
     if w == 0:
@@ -96,24 +81,24 @@ def classifier_free(score_fn: Callable, y, w: float) -> Callable:
     if w == -1:
         return conditional(score_fn, k)
 
-    def fn(x, t):
+    def pairs(x, t):
         labels = _expand(y, x)
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        both = score_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, k)]))
+        both, v = score.outputs(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, k)]))
         cond, uncond = both.chunk(2)
-        return (1 + w) * cond - w * uncond
-    return _declare(fn, score_fn, batch_factor=2)
+        return (1 + w) * cond - w * uncond, None if v is None else v.chunk(2)[0]
+    return score.derive(pairs, batch_factor=2 * score.batch_factor)
 
 
-def classifier_guidance(score_fn: Callable, classifier: Callable, y, scale: float = 1.0) -> Callable:
+def classifier_guidance(score_fn, classifier: Callable, y, scale: float = 1.0) -> Score:
     """s(x, t) + λ ∇_x log p(y | x, t) (Dhariwal & Nichol 2021, Algorithm 1; Song et al. 2021, Eq. 48).
 
     classifier(x, t) returns logits [B, K] of a noise-aware classifier, called with the sampler's t (the
     classifier is trained in continuous time, `scoresde.losses.ClassifierLoss`). The gradient is taken under
     enable_grad, so it works inside the samplers' no_grad (and inference_mode). score_fn is called without
-    labels: an unconditional model, or a conditional one given y = ∅.
+    labels: an unconditional model, or a conditional one given y = ∅. A learned variance is kept as it is.
     """
-    check_score_fn(score_fn)
+    score = as_score(score_fn)
     check_callable(classifier, "classifier", "classifier(x, t) returning logits [B, K]")
     scale = check_real(scale, "scale")
     y = torch.as_tensor(y) if isinstance(y, (list, tuple)) else y
@@ -121,11 +106,10 @@ def classifier_guidance(score_fn: Callable, classifier: Callable, y, scale: floa
         raise ArgumentTypeError(f"y must be an int or a 1-D tensor of class labels, got {describe(y)}")
     y = torch.as_tensor(y).long()
 
-    def fn(x, t):
-        return score_fn(x, t) + scale * classifier_gradient(classifier, x, t, _expand(y, x))
-    fn = _declare(fn, score_fn)
-    fn.classifier_guided = True  # each NFE also costs one classifier forward and backward pass
-    return fn
+    def pairs(x, t):
+        s, v = score.outputs(x, t)
+        return s + scale * classifier_gradient(classifier, x, t, _expand(y, x)), v
+    return score.derive(pairs, classifier_guided=True)  # each NFE also costs a classifier forward and backward pass
 
 
 def classifier_gradient(classifier: Callable, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -144,8 +128,8 @@ def classifier_gradient(classifier: Callable, x: torch.Tensor, t: torch.Tensor, 
     return grad.to(x.dtype)
 
 
-def guided(score_fn: Callable, y=None, w: float = 0.0, classifier: Callable | None = None,
-           classifier_scale: float = 1.0) -> Callable:
+def guided(score_fn, y=None, w: float = 0.0, classifier: Callable | None = None,
+           classifier_scale: float = 1.0) -> Score:
     """The score a sampler should run: unchanged (y = None), conditional or classifier-free guided (w), and/or
     classifier guided (classifier, classifier_scale). One entry point for Run.sample and the CLI."""
     if y is None:
@@ -153,7 +137,7 @@ def guided(score_fn: Callable, y=None, w: float = 0.0, classifier: Callable | No
             raise ValueError(f"guidance w={w} needs class labels y")
         if classifier is not None:
             raise ValueError("classifier guidance needs class labels y")
-        return score_fn
+        return as_score(score_fn)
     if classifier is None:
         return classifier_free(score_fn, y, w)
     base = score_fn if num_classes(score_fn) == 0 and w == 0 else classifier_free(score_fn, y, w)
@@ -166,13 +150,13 @@ def guidance_scale_to_w(g: float) -> float:
     return g - 1.0
 
 
-def describe_cost(score_fn: Callable) -> str:
+def describe_cost(score_fn) -> str:
     """'' or a note on what one NFE costs, e.g. ' (each call on a doubled batch: classifier-free guidance)'."""
-    notes = []
-    factor = getattr(score_fn, "batch_factor", 1)
+    notes, score = [], as_score(score_fn)
+    factor = score.batch_factor
     if factor != 1:
         notes.append(f"each call on a {'doubled' if factor == 2 else f'{factor}x'} batch: classifier-free guidance")
-    if getattr(score_fn, "classifier_guided", False):
+    if score.classifier_guided:
         notes.append("plus one classifier gradient per call: classifier guidance")
     return f" ({'; '.join(notes)})" if notes else ""
 

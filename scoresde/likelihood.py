@@ -12,8 +12,9 @@ from typing import Sequence
 
 import torch
 
-from ._utils import (ArgumentTypeError, check_batch, check_choice, check_generator, check_real, check_score_fn,
+from ._utils import (ArgumentTypeError, check_batch, check_choice, check_generator, check_real,
                      describe)
+from .score import as_score
 from .sampling.base import CountedScore
 from .sampling.ode_solvers import SOLVERS, check_tolerances
 from .sde import SDE, check_sde, reverse_drift
@@ -86,7 +87,7 @@ def likelihood(score_fn, sde: SDE, x: torch.Tensor, *, eps: float | None = None,
     Fails with a ValueError naming the time reached as soon as the drift turns non-finite, or after
     max_nfe evaluations.
     """
-    check_score_fn(score_fn)
+    score_fn = as_score(score_fn)
     check_sde(sde)
     check_batch(x, finite=True)
     if x.shape[0] == 0:

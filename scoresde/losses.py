@@ -17,8 +17,9 @@ from typing import Callable
 import torch
 
 from ._utils import (append_dims, check_batch, check_bool, check_callable, check_choice, check_generator, check_like,
-                     check_output, check_positive_int, check_real, check_score_fn, check_time, describe, full_precision,
+                     check_output, check_positive_int, check_real, check_time, describe, full_precision,
                      noise_like)
+from .score import as_score
 from .parameterization import PARAMETERIZATIONS, convert
 from .sde import SDE, check_sde
 
@@ -101,7 +102,7 @@ class DSMLoss:
 
     def per_sample(self, score_fn: Callable, x0: torch.Tensor, generator=None, t=None, noise=None):
         """Per-sample losses [B]; pass t (with λ(t) applied) and noise to fix the draws."""
-        check_score_fn(score_fn)
+        score_fn = as_score(score_fn)
         _check_batch_args(x0, generator, noise)
         if t is None:
             t, weight = self.sample_t(x0.shape[0], generator, x0.device, x0.dtype)

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from ._utils import append_dims, check_bool, check_callable, check_choice
+from .score import PARAMETERIZATION_NAMES, Score, as_score
 from .sde import SDE, check_sde
 
 
@@ -48,6 +49,7 @@ PARAMETERIZATIONS = {
     "x0": (x0_to_eps, eps_to_x0),
     "v": (v_to_eps, eps_to_v),
 }
+assert tuple(PARAMETERIZATIONS) == PARAMETERIZATION_NAMES  # Score checks the names without importing this module
 
 
 def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, target: str) -> torch.Tensor:
@@ -60,25 +62,26 @@ def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, tar
 
 
 def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True,
-                 learned_variance: bool = False, noise_level: bool = False) -> Callable:
-    """Wrap `model(x, label[, y])` into `score_fn(x, t, y=None)`, the only thing samplers and likelihoods call.
+                 learned_variance: bool = False, noise_level: bool = False) -> Score:
+    """Wrap `model(x, label[, y])` into the `Score` s(x, t, y=None) that samplers and likelihoods call.
 
-    y: class labels [B] for a class-conditional model (`model.num_classes` = K > 0, declared on the result
-    as `score_fn.num_classes`); y = None, or the label K, is "no label". Samplers call score_fn(x, t):
+    The result declares what it is (`scoresde.score.Score`): the choices below, and the model's own `num_classes`
+    and `data_shape` where it declares them.
+    y: class labels [B] for a class-conditional model (`model.num_classes` = K > 0, declared as `num_classes`); y = None, or the label K, is "no label". Samplers call score_fn(x, t):
     conditioning and guidance bind y first (`scoresde.guidance`).
 
     continuous=True: the model receives t itself (float [B] in (0, T]); scale it inside the model if
     its time embedding needs it (the U-Net's `time_scale`). The conversion uses α_t, σ_t of ᾱ(t).
     continuous=False: the model receives DDPM's integer index i − 1 ∈ {0…N−1} of the step t_i = iT/N
     nearest to t (`SDE.timestep`), and the conversion uses the discrete ᾱ_i (VPSDE only).
-    The choice is declared on the result as `score_fn.continuous`; samplers read it (`time_convention`).
+    The choice is declared as `continuous`; samplers read it.
     learned_variance=True: the model returns twice the channels of x (dim 1), the prediction and then v of
-    Σ = exp(v log β + (1 − v) log β̃) (Nichol & Dhariwal 2021, Eq. 15); declared as `score_fn.learned_variance`,
-    with `score_fn.score_and_v(x, t)` returning (score, v) from one model call (see scoresde.variances).
+    Σ = exp(v log β + (1 − v) log β̃) (Nichol & Dhariwal 2021, Eq. 15); declared as `learned_variance`, with
+    `score_and_v(x, t)` returning (score, v) from one model call (see scoresde.variances).
     noise_level=True: the model receives the noise level γ = α_t = √ᾱ(t) of `sde` instead of t (SR3, Saharia
     et al. 2021; scoresde.sr3). The network then knows nothing of the schedule, so the same model runs under
     any VP SDE: build its score for another schedule with get_score_fn(model, other_sde, ..., noise_level=True).
-    Declared as `score_fn.noise_level`.
+    Declared as `noise_level`.
     An SDE with a prior N(μ, Σ) (`sde.with_prior`, PriorGrad): the model works in x̃ = L⁻¹(x − μ) and score_fn
     returns the score of x, L⁻ᵀ s̃ (a per-class prior needs `sde.given(y)` first).
     """
@@ -94,7 +97,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     if not continuous and not hasattr(sde, "alphas_cumprod"):
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
-    def score_and_v(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+    def outputs(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
         x = sde.whiten(x)  # with a prior N(μ, Σ) the network sees x̃ = L⁻¹(x − μ) (scoresde.prior); else x itself
         if continuous:
             alpha, sigma = sde.marginal_coeffs(t)
@@ -105,18 +108,12 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         raw = model(x, label) if y is None else model(x, label, y)
         out, v = split_variance(raw, x) if learned_variance else (raw, None)
-        return sde.unwhiten_score(convert(out, x, alpha, sigma, parameterization, "score")), v
+        score = sde.unwhiten_score(convert(out, x, alpha, sigma, parameterization, "score"))
+        return (score, v) if learned_variance else score
 
-    def score_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return score_and_v(x, t, y)[0]
-
-    score_fn.parameterization, score_fn.continuous = parameterization, continuous
-    score_fn.num_classes = getattr(model, "num_classes", None) or 0  # > 0: y in {0…K−1}, K is "no label"
-    score_fn.learned_variance, score_fn.noise_level = learned_variance, noise_level
-    score_fn.data_shape = getattr(model, "data_shape", None)  # per-sample shape, where the network declares one
-    if learned_variance:
-        score_fn.score_and_v = score_and_v
-    return score_fn
+    return Score(outputs, continuous=continuous, parameterization=parameterization, learned_variance=learned_variance,
+                 noise_level=noise_level, num_classes=getattr(model, "num_classes", None) or 0,
+                 data_shape=getattr(model, "data_shape", None))
 
 
 def split_variance(out: torch.Tensor, x: torch.Tensor):
@@ -129,14 +126,11 @@ def split_variance(out: torch.Tensor, x: torch.Tensor):
     return out.chunk(2, dim=1)
 
 
-def time_convention(score_fn: Callable) -> str:
-    """"continuous" or "discrete": the time convention `score_fn` declares in its `continuous` attribute.
+def time_convention(score_fn) -> str:
+    """"continuous" or "discrete": the time convention a score declares (`Score.continuous`).
 
-    get_score_fn sets it; a plain function without the attribute is continuous. A discrete score is a
-    DDPM model: samplers give it DDPM's discrete ᾱ_i and move their grid onto its steps t_i = iT/N
-    (`scoresde.sde.DiscreteTimeVPSDE`). Declare a hand-written DDPM score with `fn.continuous = False`.
+    A plain function is continuous. A discrete score is a DDPM model: samplers give it DDPM's discrete ᾱ_i and
+    move their grid onto its steps t_i = iT/N (`scoresde.sde.DiscreteTimeVPSDE`). Declare a hand-written DDPM
+    score as `scoresde.Score(fn, continuous=False)`.
     """
-    continuous = getattr(score_fn, "continuous", True)
-    if not isinstance(continuous, bool):
-        raise ValueError(f"score_fn.continuous must be True or False, got {continuous!r}")
-    return "continuous" if continuous else "discrete"
+    return "continuous" if as_score(score_fn).continuous else "discrete"

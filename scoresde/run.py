@@ -192,7 +192,7 @@ class Run:
     def with_sde(self, sde) -> "Run":
         """This run under another VP SDE: for a model conditioned on the noise level (SR3), the inference noise
         schedule may differ from training's, with no retraining. Returns a new Run sharing the model."""
-        if not getattr(self.score_fn, "noise_level", False):
+        if not self.score_fn.noise_level:
             raise ValueError("with_sde needs a model conditioned on the noise level (SR3, config.sr3.factor > 0): a "
                              "time-conditioned model only knows its training schedule")
         new = copy.copy(self)

@@ -22,8 +22,9 @@ import math
 import torch
 
 from ._utils import (ArgumentTypeError, append_dims, check_batch, check_bool, check_dtype, check_positive_int,
-                     check_real, check_score_fn, check_shape, check_time, describe, randn, resolve_device)
+                     check_real, check_shape, check_time, describe, randn, resolve_device)
 from .schedules import get_schedule
+from .score import as_score
 
 
 def transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s):
@@ -136,24 +137,17 @@ class SDE(abc.ABC):
         return score if self.prior is None else self.prior.unwhiten_score(score)
 
     def whitened_score(self, score_fn):
-        """score_fn of x → the score s̃(x̃, t) = Lᵀ s(μ + L x̃, t) of x̃ (score_fn itself for the standard prior); the
-        declared attributes (continuous, learned_variance and score_and_v, num_classes) carry over."""
+        """The Score of x → the score s̃(x̃, t) = Lᵀ s(μ + L x̃, t) of x̃ (the score itself for the standard prior);
+        every declared fact carries over, and the result declares `whitened`."""
+        score = as_score(score_fn)
         if self.prior is None:
-            return score_fn
+            return score
         prior = self.prior
 
-        def whitened(x, t):
-            return prior.whiten_score(score_fn(prior.unwhiten(x), t))
-
-        for name in ("continuous", "learned_variance", "num_classes", "parameterization", "data_shape"):
-            if hasattr(score_fn, name):
-                setattr(whitened, name, getattr(score_fn, name))
-        if callable(getattr(score_fn, "score_and_v", None)):
-            def score_and_v(x, t):
-                score, v = score_fn.score_and_v(prior.unwhiten(x), t)
-                return prior.whiten_score(score), v
-            whitened.score_and_v = score_and_v
-        return whitened
+        def pairs(x, t):
+            s, v = score.outputs(prior.unwhiten(x), t)
+            return prior.whiten_score(s), v
+        return score.derive(pairs, whitened=True)
 
     def reverse(self, score_fn, probability_flow: bool = False) -> "ReverseSDE":
         """The reverse-time SDE (Eq. 6), or the probability-flow ODE (Eq. 13) when asked."""
@@ -182,7 +176,7 @@ class ReverseSDE:
 
     def __init__(self, sde: SDE, score_fn, probability_flow: bool = False):
         check_sde(sde)
-        check_score_fn(score_fn)
+        score_fn = as_score(score_fn)
         check_bool(probability_flow, "probability_flow")
         self.forward_sde, self.score_fn, self.probability_flow = sde, score_fn, probability_flow
         self.T, self.N = sde.T, sde.N

@@ -16,11 +16,11 @@ from typing import Callable
 
 import torch
 
-from .guidance import _declare  # the score attributes samplers read, carried to the bound function
 from ._utils import ArgumentTypeError, check_callable, check_choice, check_positive_int, describe, noise_like
 from .losses import REDUCTIONS, _reduce
 from .parameterization import PARAMETERIZATIONS, convert
 from .resize import low_pass
+from .score import Score, as_score
 from .sde import SDE, check_sde
 
 
@@ -93,11 +93,10 @@ class SR3Loss:
         return self.per_sample(model, x0, y, generator, gamma, noise).mean()
 
 
-def condition_on(score_fn: Callable, y: torch.Tensor) -> Callable:
+def condition_on(score_fn, y: torch.Tensor) -> Score:
     """score_fn(x, t, y) with the conditioning images y [B, ...] bound: a score of (x, t) for any sampler."""
-    def fn(x, t):
-        return score_fn(x, t, y)
-    return _declare(fn, score_fn)
+    score = as_score(score_fn)
+    return score.derive(lambda x, t: score.outputs(x, t, y))
 
 
 class LowResPairs:

@@ -7,27 +7,22 @@ DDPM's β_t when s = t − 1, the respaced β = 1 − ᾱ_t/ᾱ_s otherwise) and
     "learned"     Σ = exp(v log β + (1 − v) log β̃)            (Nichol & Dhariwal 2021, Eq. 15)
     "analytic"    Σ = β̃ + (α_s σ_t/α_t − √(σ_s² − β̃))² (1 − σ_t² Γ_t),  Γ_t = E‖∇log p_t‖²/d
                                                                (Bao et al. 2022, Analytic-DPM, Theorem 1)
-A model declares a learned variance on its score function (`get_score_fn(..., learned_variance=True)`):
-`score_fn.learned_variance` is True and `score_fn.score_and_v(x, t)` returns the score and v in one call.
+A model declares a learned variance on its Score (`get_score_fn(..., learned_variance=True)`): its
+`learned_variance` is True and `score_and_v(x, t)` returns the score and v in one call.
 """
 from __future__ import annotations
 
 import torch
 
 from ._utils import append_dims, check_batch, check_choice, check_generator, check_positive_int, noise_like
+from .score import as_score
 
 VARIANCES = ("beta_tilde", "beta", "learned", "analytic")
 
 
 def learned_variance(score_fn) -> bool:
-    """Whether `score_fn` declares a learned variance (`score_fn.learned_variance`, with `score_and_v`)."""
-    declared = getattr(score_fn, "learned_variance", False)
-    if not isinstance(declared, bool):
-        raise ValueError(f"score_fn.learned_variance must be True or False, got {declared!r}")
-    if declared and not callable(getattr(score_fn, "score_and_v", None)):
-        raise ValueError("score_fn.learned_variance is True but score_fn has no score_and_v(x, t) method; "
-                         "build it with get_score_fn(..., learned_variance=True)")
-    return declared
+    """Whether the score declares a learned variance (`Score.learned_variance`, with `score_and_v`)."""
+    return as_score(score_fn).learned_variance
 
 
 def resolve_variance(variance: str | None, score_fn) -> str:

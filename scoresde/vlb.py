@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._utils import append_dims, check_batch, check_choice, check_generator, check_score_fn, noise_like
+from ._utils import append_dims, check_batch, check_choice, check_generator, noise_like
+from .score import as_score
 from .respace import respaced_times
 from .sampling.ancestral import posterior_coeffs
 from .sampling.grids import for_model
@@ -73,7 +74,7 @@ class Chain:
     """
 
     def __init__(self, score_fn, sde, respacing=None):
-        check_score_fn(score_fn)
+        score_fn = as_score(score_fn)
         check_sde(sde)
         ts = respaced_times(list(range(sde.N)) if respacing is None else respacing, sde.N, sde.T)
         self.sde, self.ts = for_model(sde, ts, score_fn)  # the model's marginals; ts unchanged (already on DDPM steps)
@@ -113,6 +114,7 @@ class Chain:
         z = noise_like(x0, generator) if noise is None else noise
         x_t = co["alpha_t"] * x0 + co["sigma_t"] * z
         t = co["ts"].flatten()
+        score_fn = as_score(score_fn)
         if "learned" in variances:
             score, v = score_fn.score_and_v(x_t, t)
         else:

@@ -17,7 +17,6 @@ from ._utils import check_choice, check_positive_int, check_real, check_bool
 from .losses import REDUCTIONS, _check_batch_args
 from .parameterization import PARAMETERIZATIONS, get_score_fn
 from .sde import check_sde
-from .variances import learned_variance
 from .vlb import DECODERS, Chain
 
 OBJECTIVES = ("vlb", "hybrid")
@@ -114,7 +113,7 @@ class VLBLoss:
                                 learned_variance=self.learned_variance)
         if self.chain is None:
             self.chain = Chain(score_fn, self.sde)
-        variance = "learned" if learned_variance(score_fn) else "beta_tilde"
+        variance = "learned" if self.learned_variance else "beta_tilde"
         k = self.sde.N - 1 - index  # chain steps run from t = T down
         terms, z, eps = self.chain.evaluate(score_fn, x0, k, (variance,), noise=noise, generator=generator,
                                             decoder=self.decoder, detach_mean=self.objective == "hybrid")

@@ -39,8 +39,7 @@ def isotropic_ddpm_score(sde, s2):
         a = abar.to(x.device)[sde.timestep(t)].to(x.dtype)
         return -x / append_dims(a * s2 + 1 - a, x.ndim)
 
-    score.continuous = False
-    return score
+    return scoresde.Score(score, continuous=False)
 
 
 def mixture_2d():

@@ -329,8 +329,8 @@ def test_ddpm_lattice_uses_discrete_alphas(case, continuous):
     ts = torch.linspace(1.0, 1e-3, 10, dtype=F64).tolist()
     m = ref.marginals if continuous else ddpm_lattice_marginals
     assert abs(ddpm_lattice_marginals(0.445)[0] - ref.marginals(0.445)[0]) > 1e-4  # the two schedules differ visibly
-    score = AffineScore(gaussian(dim=DIM, seed=3), ref.marginals)
-    score.continuous = continuous  # the model's time convention, declared on the score
+    score = scoresde.Score(AffineScore(gaussian(dim=DIM, seed=3), ref.marginals),
+                           continuous=continuous)  # the model's time convention, declared on the score
     extra = {"grid": "uniform"} if case.startswith("dpm") else {}
     x, _ = sample(sampler_for(case, steps=10, **extra), score, sde, seed=2)
     x_T, draw = seeded_draws(ref, 2)

@@ -347,13 +347,14 @@ def test_discrete_score_gets_ddpm_alphas_on_ddpm_steps(name, steps):
 def test_time_convention_is_declared_and_kept():
     assert time_convention(lambda x, t: x) == "continuous"
     discrete = get_score_fn(lambda x, i: x, SDE, "eps", continuous=False)
-    assert time_convention(discrete) == "discrete" and time_convention(CountedScore(discrete)) == "discrete"
-    bad = lambda x, t: x
-    bad.continuous = "yes"
-    with pytest.raises(ValueError, match="score_fn.continuous must be True or False"):
-        time_convention(bad)
-    discrete_ve = lambda x, t: -x
-    discrete_ve.continuous = False
+    assert time_convention(discrete) == "discrete" and time_convention(CountedScore(discrete).score) == "discrete"
+    with pytest.raises(ValueError, match="continuous must be True or False, got 'yes'"):
+        scoresde.Score(lambda x, t: x, continuous="yes")
+    stale = lambda x, t: x
+    stale.continuous = False  # the old way to declare it: refused by name, never silently read as continuous
+    with pytest.raises(TypeError, match=r"declares continuous as function attributes.*Score\(score_fn, continuous=False\)"):
+        time_convention(stale)
+    discrete_ve = scoresde.Score(lambda x, t: -x, continuous=False)
     with pytest.raises(ValueError, match="a discrete-time score needs an SDE with DDPM's discrete betas"):
         get_sampler("ddim", steps=3, progress=False)(discrete_ve, scoresde.VESDE(), (2, 2))
     with pytest.raises(ValueError, match=r"a discrete-time model is defined only at DDPM steps t_i = i\*T/N"):

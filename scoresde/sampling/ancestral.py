@@ -45,7 +45,7 @@ class AncestralSampler(Sampler):
         return self._tables(sde, ts, self.variance or "beta_tilde")
 
     def prepare_for(self, score, sde, ts, x):
-        variance = resolve_variance(self.variance, score)
+        variance = resolve_variance(self.variance, score.score)  # score: the CountedScore; .score its declared Score
         c = self._tables(sde, ts, variance if variance in ("beta", "beta_tilde") else "beta_tilde")
         alpha, sigma = sde.marginal_coeffs(ts)
         if variance == "learned":  # Σ = exp(v log β + (1 − v) log β̃), per element, in step

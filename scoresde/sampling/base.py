@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 
 from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable, check_choice, check_dtype,
-                      check_finite, check_output, check_positive_int, check_real, check_score_fn, check_shape, describe,
+                      check_finite, check_output, check_positive_int, check_real, check_shape, describe,
                       progress, resolve_device)
 from ..sde import SDE, check_sde
 from ..respace import respaced_times
-from ..variances import learned_variance
+from ..score import as_score
 from .grids import GRIDS, for_model, make_grid
 
 CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
@@ -28,25 +28,25 @@ class CountedScore:
     score for float32 x (or the reverse) is refused rather than silently promoting the result."""
 
     def __init__(self, score_fn):
-        self.score_fn, self.nfe = score_fn, 0
-        self.data_shape = getattr(score_fn, "data_shape", None)  # per-sample shape the model was built for, if declared
-        self.continuous = getattr(score_fn, "continuous", True)  # the wrapped score's time convention, kept visible
-        self.learned_variance = learned_variance(score_fn)  # and whether it brings its own variance (score_and_v)
+        self.score, self.nfe = as_score(score_fn), 0  # the Score: its declared facts, read as counted.score.continuous
+        self.score_fn = self.score  # the callable being counted (Analytic-DPM's Γ_t cache keys on it)
+        self.learned_variance = self.score.learned_variance
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self._call(self.score_fn, x, t)
+        return self._call(self.score, x, t)
 
     def score_and_v(self, x: torch.Tensor, t: torch.Tensor):
         """The score and the learned variance's v from one model call (one NFE), both checked."""
-        score, v = self._call(self.score_fn.score_and_v, x, t)
+        score, v = self._call(self.score.score_and_v, x, t)
         check_output(v, x, "score_and_v's v")
         return score, v
 
     def _call(self, fn, x: torch.Tensor, t: torch.Tensor):
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        if self.nfe == 0 and self.data_shape is not None and tuple(x.shape[1:]) != tuple(self.data_shape):
+        shape = self.score.data_shape
+        if self.nfe == 0 and shape is not None and tuple(x.shape[1:]) != shape:
             raise ValueError(f"x has shape {tuple(x.shape)}, but the model was built for data of shape "
-                             f"[B, {', '.join(map(str, self.data_shape))}]")
+                             f"[B, {', '.join(map(str, shape))}]")
         try:
             out = fn(x, t)
         except Exception as e:  # say what the model was given, keeping its own error
@@ -182,14 +182,14 @@ class Sampler:
 
         seeds: one integer per sample instead of `generator`; sample i then depends on seeds[i] only.
         """
-        check_score_fn(score_fn)
+        score_fn = as_score(score_fn)
         check_sde(sde)
         shape, dtype, device = check_shape(shape), check_dtype(dtype), resolve_device(device, generator)
         generator = noise_source(generator, seeds, shape[0], device)
         # A prior N(μ, Σ) (PriorGrad): the moves run on x̃ = L⁻¹(x − μ) under the standard SDE with the score of x̃,
         # and x = μ + L x̃ is what the caller sees (identities for the standard prior).
         score, self._finite_at, self._unwhiten = CountedScore(sde.whitened_score(score_fn)), 0, sde.unwhiten
-        sde, ts = for_model(sde.standard, self.time_grid(sde), score)
+        sde, ts = for_model(sde.standard, self.time_grid(sde), score.score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [self._unwhiten(x)] if self.return_trajectory else None

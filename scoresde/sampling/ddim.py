@@ -12,7 +12,6 @@ import torch
 
 from .ancestral import posterior_coeffs
 from .._utils import check_real, noise_like
-from ..variances import learned_variance
 from .base import Sampler, sqrt_
 
 
@@ -37,7 +36,7 @@ class DDIMSampler(Sampler):
 
     def prepare_for(self, score, sde, ts, x):
         c = self.prepare(sde, ts)
-        if self.stochastic and learned_variance(score):
+        if self.stochastic and score.learned_variance:
             alpha, sigma = sde.marginal_coeffs(ts)
             _, beta, beta_tilde = posterior_coeffs(alpha[:-1], sigma[:-1], alpha[1:], sigma[1:])
             c.update(log_beta=beta.log(), log_beta_tilde=beta_tilde.log(), alpha=alpha, sigma=sigma)
