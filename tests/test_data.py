@@ -51,6 +51,23 @@ def test_image_folder(tmp_path):
     assert x.shape == (2, 3, 8, 8) and y.tolist() == [0, 1]
 
 
+def test_an_image_folder_holds_out_images_it_does_not_train_on(tmp_path):
+    """Each image has its own grey level, so an image is identified by its value: the held-out images are
+    disjoint from the training images, together they are the folder, and they come from both class folders."""
+    Image = pytest.importorskip("PIL.Image")
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((4, 4, 3), 10 * i, dtype=np.uint8)).save(tmp_path / "ab"[i % 2] / f"{i:02d}.png")
+    data = build_data("image_folder", root=str(tmp_path), n_eval=6, centered=False)
+    level = lambda u: set((u[:, 0, 0, 0].long() // 10).tolist())  # uint8 pixel values → image index
+    held, train = level(data.eval_uint8), level(data.images)
+    assert len(held) == 6 and len(train) == 14 and not held & train and held | train == set(range(20))
+    assert set(data.eval_labels.tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="config.data.n_eval=20 leaves no training images: .* holds 20"):
+        build_data("image_folder", root=str(tmp_path), n_eval=20)
+
+
 def test_missing_data_says_where_to_put_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="MNIST not found under .* place train-images-idx3-ubyte"):
         load_mnist(str(tmp_path))

@@ -109,6 +109,17 @@ class ImageData:
         return x, (None if self.labels is None else self.labels[idx])
 
 
+def split_held_out(images, labels, n_eval: int, root):
+    """(train, train labels, held-out, held-out labels): n_eval images held out by a fixed permutation (seed 0), so
+    the held-out set mixes every class folder and never overlaps the training images."""
+    if n_eval >= len(images):
+        raise ValueError(f"config.data.n_eval={n_eval} leaves no training images: {root} holds {len(images)}; "
+                         f"set config.data.n_eval below {len(images)}")
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    held, kept = perm[:n_eval], perm[n_eval:]
+    return images[kept], labels[kept], images[held], labels[held]
+
+
 def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: bool = True,
                random_flip: bool = False, n_eval: int = 2000, seed: int = 0):
     """A ToyData or ImageData by name (see DATASETS)."""
@@ -123,8 +134,10 @@ def build_data(dataset: str, root: str = "data", image_size: int = 0, centered: 
     if dataset in TOY:
         return ToyData(dataset, n_eval=n_eval, seed=seed)
     train, labels = IMAGE_DATASETS[dataset](root, "train")
-    test, test_labels = (IMAGE_DATASETS[dataset](root, "test") if dataset != "image_folder"
-                         else (train[-n_eval:], labels[-n_eval:]))
+    if dataset == "image_folder":  # one folder: hold out n_eval images drawn with a fixed seed, train on the rest
+        train, labels, test, test_labels = split_held_out(train, labels, n_eval, root)
+    else:
+        test, test_labels = IMAGE_DATASETS[dataset](root, "test")
     if image_size and train.shape[-1] != image_size:
         raise ValueError(f"config.data.image_size={image_size} but {dataset} images are {train.shape[-1]}x{train.shape[-2]}; "
                          f"set config.data.image_size={train.shape[-1]} (scoresde does not resize)")

@@ -72,7 +72,7 @@ def load_image_folder(root: str, split: str = "train"):
     try:
         from PIL import Image
     except ImportError as e:
-        raise ImportError("reading an image folder needs Pillow: pip install pillow") from e
+        raise ImportError("reading an image folder needs Pillow: pip install 'scoresde[images]'") from e
     root = Path(root)
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:
