@@ -12,7 +12,7 @@ evaluation step:
                 between two independent exact sample sets (same estimator).
 One core, about a minute when the core is free:
 
-    OMP_NUM_THREADS=1 python benchmarks/priorgrad.py [--steps 100,300,1000,3000] [--out examples/results]
+    OMP_NUM_THREADS=1 python benchmarks/priorgrad.py [--steps 100,300,1000,3000] [--out docs/results]
 """
 import argparse
 import json
@@ -129,7 +129,7 @@ def main():
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--n-eval", type=int, default=4000)
-    p.add_argument("--out", default="examples/results")
+    p.add_argument("--out", default="docs/results")
     args = p.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     data = mixture()

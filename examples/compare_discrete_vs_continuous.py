@@ -12,7 +12,7 @@ A class-conditional config (config.model.num_classes > 0) is sampled with the cl
 (`scoresde compare --guidance 0`): with classes as frequent as in the data, these are samples of p(x), and the
 table adds the feature classifier's accuracy on them.
 
---publish copies the table, plots and a sample grid to examples/results/<name>_*, where the README shows them.
+--publish copies the table, plots and a sample grid to docs/results/<name>_*, where the docs show them.
 """
 import argparse
 import shutil
@@ -40,7 +40,7 @@ def main():
     p.add_argument("--steps", default="10,20,50,100")
     p.add_argument("--samplers", default=EVERY_SAMPLER)
     p.add_argument("--bpd-n", default="200", help="held-out samples for bits/dim (0: skip)")
-    p.add_argument("--publish", action="store_true", help="copy the results to examples/results/")
+    p.add_argument("--publish", action="store_true", help="copy the results to docs/results/")
     args = p.parse_args()
 
     config = load_config(str(ROOT / args.config))
@@ -65,7 +65,7 @@ def main():
         for file in ("results.md", "results.csv", "quality_vs_nfe.png", "best_samples.png"):
             shutil.copy(out / file, dest / f"compare_{name}_{file}")
         run = scoresde.load_run(args.workdir)
-        if run.is_image:  # a larger grid of the model's samples, for the README
+        if run.is_image:  # a larger grid of the model's samples, for the docs
             labels = torch.arange(64) % classes if classes else None  # the classes in turn
             x, nfe = run.sample(64, config.sampling.name, steps=config.sampling.steps, seed=0, labels=labels)
             save_samples(x, run, dest / f"{name}_samples.png")

@@ -78,7 +78,7 @@ def main(argv=None):
     p.add_argument("--jump", type=int, default=1, help="RePaint's jump length j")
     p.add_argument("--factor", type=int, default=4, help="ILVR's N")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="examples/results")
+    p.add_argument("--out", default="docs/results")
     args = p.parse_args(argv)
     start = time.perf_counter()
     run = load_run(args.workdir)

@@ -34,7 +34,7 @@ def main(argv=None):
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="examples/results")
+    p.add_argument("--out", default="docs/results")
     args = p.parse_args(argv)
     if args.n < 64:
         raise SystemExit(f"--n must be at least 64 (the figure shows 64 samples), got {args.n}")

@@ -46,7 +46,7 @@ def main():
     p.add_argument("--settings", default=",".join(str(i) for i in range(len(SETTINGS))),
                    help="which rows to run, by index (default: all): " +
                         "; ".join(f"{i}: {k}" for i, k in enumerate(SETTINGS)))
-    p.add_argument("--out", default="examples/results", help="folder for sr3_mnist.png and sr3_mnist.md / .csv")
+    p.add_argument("--out", default="docs/results", help="folder for sr3_mnist.png and sr3_mnist.md / .csv")
     args = p.parse_args()
 
     run = scoresde.load_run(args.workdir, args.device)

@@ -10,6 +10,8 @@ import pytest
 from scoresde.cli import main
 from test_training import ROOT, TINY, _wait_for_step, run_cli
 
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
+
 
 def cli(capsys, *args):
     """Run `scoresde ARGS` in this process (much faster than a subprocess): (exit code, stdout, stderr)."""

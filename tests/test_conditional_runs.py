@@ -10,6 +10,8 @@ from scoresde.training import Trainer
 from test_cli import assert_one_line_error, cli
 from test_training import ROOT, TINY, _assert_equal_states, _state, apply_overrides, load_config
 
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
+
 COND = ["--config.data.dataset=eight_gaussians", "--config.model.num_classes=8"]
 CLASSIFIER = COND + ["--config.model.name=classifier", "--config.model.ch=8", "--config.model.num_res_blocks=1"]
 

@@ -9,6 +9,8 @@ from scoresde.training import EMA, Trainer
 from test_training import tiny_config
 from tolerance import ulps
 
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -12,6 +12,8 @@ from scoresde.training import Trainer
 from test_cli import assert_one_line_error, cli
 from test_training import ROOT, _assert_equal_states, _state
 
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
+
 pytest.importorskip("sklearn")
 TINY = ["--config.training.n_iters=20", "--config.training.batch_size=32", "--config.training.log_every=10",
         "--config.training.eval_every=10", "--config.training.sample_every=20", "--config.training.save_every=10",

@@ -14,6 +14,8 @@ from scoresde.config import apply_overrides, load_config, validate
 from scoresde.training import Trainer
 from scoresde import checkpoint as ckpt_module
 
+pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config.training.n_iters=30", "--config.training.batch_size=64", "--config.training.log_every=10",
         "--config.training.eval_every=15", "--config.training.sample_every=30", "--config.training.save_every=10",
