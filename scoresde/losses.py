@@ -126,7 +126,7 @@ class DDPMLoss:
     """DDPM's discrete loss ‖ε − ε_θ(√ᾱ_i x_0 + √(1−ᾱ_i) ε, i)‖², i ~ U{0…N−1} (Ho et al. 2020, Algorithm 1)."""
 
     def __init__(self, sde: SDE, parameterization: str = "eps", reduce: str = "mean"):
-        if not hasattr(check_sde(sde), "alphas_cumprod"):
+        if not check_sde(sde).ddpm_lattice:
             raise ValueError(f"DDPMLoss needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
         check_choice(reduce, "reduce", REDUCTIONS)
         check_choice(parameterization, "parameterization", PARAMETERIZATIONS)

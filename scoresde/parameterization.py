@@ -94,7 +94,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     if noise_level and (not continuous or not sde.variance_preserving):
         raise ValueError(f"noise_level=True conditions on γ = α_t, which fixes σ_t = √(1 − γ²) only on a variance-"
                          f"preserving SDE in continuous time: got {type(sde).__name__} with continuous={continuous}")
-    if not continuous and not hasattr(sde, "alphas_cumprod"):
+    if not continuous and not sde.ddpm_lattice:
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
 
     def outputs(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):

@@ -46,6 +46,8 @@ class SDE(abc.ABC):
     prior_std: float = 1.0  # p_T ≈ N(0, prior_std² I)
     variance_preserving: bool = False  # α_t² + σ_t² = 1 (VP): then the noise level α_t alone fixes the marginal
     prior = None  # None: N(0, I) as above; a scoresde.prior.GaussianPrior / ClassPrior: PriorGrad's N(μ, prior_std² Σ)
+    ddpm_lattice: bool = False  # has DDPM's discrete β_i, α_i, ᾱ_i on t_i = iT/N (alphas_cumprod, discrete_marginal_coeffs)
+    on_lattice: bool = False  # is the discrete-time view: its marginals exist only at t_i, and `snap` moves times there
 
     def __init__(self, N: int = 1000, T: float = 1.0):
         self.N = check_positive_int(N, "N")  # number of discretisation steps
@@ -159,7 +161,8 @@ class SDE(abc.ABC):
 
 
 SDE_INTERFACE = ("T", "N", "coefficients", "marginal_coeffs", "marginal_prob", "prior_sampling", "prior_logp",
-                 "standard", "whiten", "unwhiten", "whitened_score")  # the last four: the prior's hooks
+                 "standard", "whiten", "unwhiten", "whitened_score",  # these four: the prior's hooks
+                 "ddpm_lattice", "on_lattice")  # declared capabilities
 
 
 def check_sde(sde, name: str = "sde") -> "SDE":
@@ -199,6 +202,7 @@ class VPSDE(SDE):
     """Variance-preserving SDE dx = −½β(t) x dt + √β(t) dw; its discretisation is DDPM (Song et al. 2021, Eq. 11)."""
 
     variance_preserving = True
+    ddpm_lattice = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, schedule="linear"):
         super().__init__(N=N, T=1.0)
@@ -290,8 +294,10 @@ class DiscreteTimeVPSDE(SDE):
     marginals fail clearly; `snap` moves a time grid onto it first. f(t), g(t) stay those of the VPSDE.
     """
 
+    on_lattice = True
+
     def __init__(self, sde: SDE):
-        if not hasattr(sde, "discrete_marginal_coeffs"):
+        if not sde.ddpm_lattice:
             raise ValueError(f"a discrete-time score needs an SDE with DDPM's discrete betas (VPSDE), got {type(sde).__name__}")
         super().__init__(N=sde.N, T=sde.T)
         self.continuous_sde = sde

@@ -26,7 +26,7 @@ from .sde import SDE, check_sde
 
 def gamma_schedule(sde: SDE) -> torch.Tensor:
     """γ_i = √ᾱ_i of the SDE's N discrete steps, i = 0…N, with γ_0 = 1 (float64, decreasing)."""
-    if not hasattr(check_sde(sde), "alphas_cumprod"):
+    if not check_sde(sde).ddpm_lattice:
         raise ValueError(f"SR3's noise levels need a VP SDE with discrete betas (VPSDE), got {type(sde).__name__}")
     betas = sde.discrete_betas
     if not bool(((betas > 0) & (betas < 1)).all()):

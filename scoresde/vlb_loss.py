@@ -88,7 +88,7 @@ class VLBLoss:
     def __init__(self, sde, parameterization: str = "eps", objective: str = "hybrid", learned_variance: bool = True,
                  vlb_weight: float = 0.001, importance_sampling: bool = False, reduce: str = "mean",
                  decoder: str = "discretized"):
-        if not hasattr(check_sde(sde), "alphas_cumprod"):
+        if not check_sde(sde).ddpm_lattice:
             raise ValueError(f"VLBLoss needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
         self.sde = sde
         self.parameterization = check_choice(parameterization, "parameterization", PARAMETERIZATIONS)

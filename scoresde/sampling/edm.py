@@ -40,7 +40,7 @@ class EDMHeunSampler(Sampler):
         gamma = ((s >= self.S_tmin) & (s <= self.S_tmax)).to(s.dtype) * min(self.S_churn / len(ts), 2**0.5 - 1)
         s_hat = torch.minimum((1 + gamma) * s, s[0])[:-1]
         t_hat = torch.where(gamma[:-1] > 0, t_of_log_snr(sde, -s_hat.log(), ts[0].item(), ts[-1].item()), ts[:-1])
-        if hasattr(sde, "snap"):  # a discrete-time model: the churned time moves to a DDPM step too
+        if sde.on_lattice:  # a discrete-time model: the churned time moves to a DDPM step too
             t_hat = sde.snap(t_hat, unique=False)
         a_hat, sig_hat = sde.marginal_coeffs(t_hat)
         return {"alpha": alpha, "s": s, "t_hat": t_hat, "a_hat": a_hat, "s_hat": sig_hat / a_hat,
