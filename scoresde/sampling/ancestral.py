@@ -66,7 +66,7 @@ class AncestralSampler(Sampler):
 
     def _second_moment(self, score, sde, ts, x):
         """Γ at the grid's times from self.data (one fixed draw), reused while the model and grid stay the same."""
-        key = (score.score_fn, tuple(ts.tolist()))
+        key = (score.score, tuple(ts.tolist()))  # a Score compares by its fn and facts
         if self._gamma is None or self._gamma[0] != key:
             if self.data is None:
                 raise ValueError("variance='analytic' needs data=x0, data samples [M, ...] to estimate E||s||^2 from "
@@ -74,7 +74,7 @@ class AncestralSampler(Sampler):
             check_batch(self.data, "data", finite=True)
             data = self.data.to(x.device, x.dtype)
             g = torch.Generator(device=data.device).manual_seed(0)
-            self._gamma = (key, score_second_moment(score.score_fn, sde, data, ts, g))
+            self._gamma = (key, score_second_moment(score.score, sde, data, ts, g))
         return self._gamma[1]
 
     def step(self, score, sde, x, k, c, generator):

@@ -29,8 +29,10 @@ class CountedScore:
 
     def __init__(self, score_fn):
         self.score, self.nfe = as_score(score_fn), 0  # the Score: its declared facts, read as counted.score.continuous
-        self.score_fn = self.score  # the callable being counted (Analytic-DPM's Γ_t cache keys on it)
-        self.learned_variance = self.score.learned_variance
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.score.learned_variance
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self._call(self.score, x, t)
