@@ -57,6 +57,7 @@ TESTS = {
     "scoresde/losses.py": ["tests/test_exact_core.py", "tests/test_losses.py"],
     "scoresde/likelihood.py": ["tests/test_exact_core.py", "tests/test_likelihood.py"],
     "scoresde/metrics.py": ["tests/test_exact_metrics.py", "tests/test_metrics.py"],
+    "scoresde/priorgrad.py": ["tests/test_priorgrad.py"],
     "scoresde/training/ema.py": ["tests/test_run.py", "-k", "ema_warmup or ema_without"],
     "scoresde/sampling/__init__.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],
     "scoresde/sampling/ancestral.py": ["tests/test_exact_affine.py", *_SAMPLERS_QUICK],

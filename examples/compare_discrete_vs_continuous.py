@@ -26,7 +26,7 @@ from scoresde.checkpoint import trained_step
 from scoresde.cli import main as scoresde_main
 from scoresde.config import load_config
 from scoresde.training import train
-from scoresde.training.loop import save_samples
+from scoresde.plots import save_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_SAMPLER = "ancestral,ddim,reverse_diffusion,euler_maruyama,pc,ode,ode:heun,dpm_solver,torchsde:euler"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from scoresde.cli import discrete_bound
+from scoresde.families.gaussian import discrete_bound
 from scoresde.compare import Quality, weights_hash
 from scoresde.run import load_run
 

@@ -19,7 +19,7 @@ import torch
 
 from scoresde import load_run, metrics
 from scoresde.features import feature_classifier
-from scoresde.training.loop import image_grid
+from scoresde.plots import image_grid
 
 
 def confident(p: torch.Tensor, threshold: float) -> tuple[float, float]:
@@ -40,7 +40,7 @@ def main(argv=None):
         raise SystemExit(f"--n must be at least 64 (the figure shows 64 samples), got {args.n}")
     start = time.perf_counter()
     run = load_run(args.workdir)
-    if not run.is_image or run.num_classes or run.low_res_factor or run.data.labels is None:
+    if not run.is_image or run.num_classes or run.family.conditioning == "image" or run.data.labels is None:
         raise SystemExit(f"{args.workdir} is not an unconditional image run with labelled data")
     judge = feature_classifier(Path(args.workdir), run.data, run.data.labels, run.device)
     x, nfe = run.sample(args.n, args.sampler, steps=args.steps, seed=args.seed, batch_size=250)

@@ -26,7 +26,7 @@ from scoresde import VPSDE
 from scoresde.features import feature_classifier
 from scoresde.metrics import restoration_metrics
 from scoresde.resize import downsample, upsample
-from scoresde.training.loop import save_rows
+from scoresde.plots import save_rows
 
 # name -> (schedule or None for the run's own, sampler, steps, sampler options)
 SETTINGS = {
@@ -50,9 +50,9 @@ def main():
     args = p.parse_args()
 
     run = scoresde.load_run(args.workdir, args.device)
-    if not run.low_res_factor:
-        raise SystemExit(f"scoresde: error: {args.workdir} is not an SR3 run (config.sr3.factor = 0)")
-    f, images = run.low_res_factor, run.data.data  # the wrapped image data, with its class labels
+    if run.family.name != "sr3":
+        raise SystemExit(f"scoresde: error: {args.workdir} is not an SR3 run (config.family={run.family.name!r})")
+    f, images = run.config.sr3.factor, run.data.data  # the wrapped image data, with its class labels
     truth = run.data.eval_data[:args.n].to(run.device)
     labels = images.eval_labels[:args.n]
     low_res = downsample(truth, f)

@@ -358,7 +358,7 @@ def plot_range(rows, metric: str, floor: dict) -> tuple[float, float]:
 
 
 def _plots(rows, metric, floor, out, run_):
-    from .training.loop import image_grid
+    from .plots import image_grid
 
     try:
         import matplotlib

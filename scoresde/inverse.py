@@ -26,23 +26,8 @@ import torch
 
 from ._utils import ArgumentTypeError, check_batch, check_positive_int, check_real, describe, noise_like, progress
 from .resize import low_pass
-from .sampling import Sampler, get_sampler
+from .sampling import SAMPLERS, Sampler, get_sampler
 from .sde import transition_from_marginals
-
-# name → (does this sampler object move one step at a time from x alone, the condition in words)
-ONE_STEP = {
-    "ancestral": (lambda s: True, ""),
-    "reverse_diffusion": (lambda s: True, ""),
-    "euler_maruyama": (lambda s: True, ""),
-    "pc": (lambda s: True, ""),
-    "ddim": (lambda s: True, ""),
-    "edm": (lambda s: True, ""),
-    "ode": (lambda s: s.method in ("euler", "heun"), " (method euler or heun)"),
-    "dpm_solver": (lambda s: s.order == 1, " (order=1)"),
-    "dpm_solver_sde": (lambda s: s.order == 1, " (order=1)"),
-    "deis": (lambda s: s.order == 1, " (order=1)"),
-    "unipc": (lambda s: s.order == 1 and not s.corrector, " (order=1, corrector=False)"),
-}
 
 # Song et al. 2021, App. I: columns (1, 1, 1)/√3 (grey), (−2, 1, 1)/√6, (0, 1, −1)/√2; c = Mᵀ x decouples colour.
 COLOR_DECOUPLING = torch.tensor([[1 / math.sqrt(3), -2 / math.sqrt(6), 0.0],
@@ -59,9 +44,8 @@ def check_one_step(sampler) -> Sampler:
         sampler = get_sampler(sampler, progress=False)
     if not isinstance(sampler, Sampler):
         raise ArgumentTypeError(f"sampler must be a scoresde Sampler or a sampler name, got {describe(sampler)}")
-    ok, _ = ONE_STEP.get(sampler.name, (lambda s: False, ""))
-    if not ok(sampler):
-        valid = ", ".join(name + cond for name, (_, cond) in ONE_STEP.items())
+    if not sampler.one_step:  # each sampler declares whether its moves qualify
+        valid = ", ".join(name + cls.one_step_when for name, cls in SAMPLERS.items() if cls.one_step_when is not None)
         raise ValueError(f"conditioning at sampling time projects between one-step moves, so it needs one of: {valid}; "
                          f"got {sampler.name!r} ({type(sampler).__name__}): multistep solvers and UniPC's corrector "
                          f"reuse model outputs along the unprojected path, adaptive ODE solvers and torchsde do not "

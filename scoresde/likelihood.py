@@ -15,7 +15,7 @@ import torch
 from ._utils import (ArgumentTypeError, check_batch, check_choice, check_generator, check_real,
                      describe)
 from .score import as_score
-from .sampling.base import CountedScore
+from .score import CountedScore
 from .sampling.ode_solvers import SOLVERS, check_tolerances
 from .sde import SDE, check_sde, reverse_drift
 

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,13 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import builders
+from . import families
 from . import guidance as guidance_
-from . import inverse, sr3
+from . import inverse
 from ._utils import ArgumentTypeError, check_device, check_positive_int, describe, progress
 from .config import from_json
-from .resize import upsample
-from .losses import ClassifierLoss
 from .prior import prior_from_state
 from . import checkpoint as ckpt
 
@@ -67,18 +64,28 @@ class Run:
         self.step = step  # training step of the weights
         self.workdir = Path(workdir) if workdir is not None else None
         self.checkpoint_path = checkpoint_path  # the file the weights came from
-        self.family = builders.get_family(config)  # Gaussian SDEs or D3PM
-        self.sde = self.family.process(config)  # the forward process (an SDE or a D3PM chain)
-        self.prior = prior  # PriorGrad's data prior (config.sde.prior='data', scoresde.prior), stored with the run
+        self.family = families.get_family(config)  # what kind of model: its hooks build and evaluate it
+        self.sde = self.family.process(config)  # the forward process (an SDE, or a chain of discrete states)
+        self.prior = prior  # a data-measured prior (config.sde.prior='data', scoresde.prior), stored with the run
         if prior is not None:
             self.sde = self.sde.with_prior(prior)
-        self.objective = builders.objective(config)  # "score" (a diffusion model) or "classifier" (p(y | x_t, t))
         self.num_classes = config.model.num_classes  # > 0: class-conditional (or the classifier's classes)
-        self.low_res_factor = config.sr3.factor  # > 0: SR3, conditioned on images down-sampled by this factor
-        self.score_fn = (self.family.score_fn(self.model, self.sde, config) if self.objective == "score"
+        self.score_fn = (self.family.score_fn(self.model, self.sde, config) if self.family.can_sample
                          else None)  # what the samplers call
         if data is not None:
             self.__dict__["data"] = data  # the trainer passes the data it already built
+
+    def __getattr__(self, name):
+        """The methods the run's family adds (`Family.methods`), bound to the run."""
+        family = self.__dict__.get("family")
+        if family is None or name.startswith("_"):
+            raise AttributeError(name)
+        if name in family.methods:
+            method = family.methods[name]
+            return lambda *args, **kwargs: method(self, *args, **kwargs)
+        owners = [f.name for f in families.FAMILIES.values() if name in f.methods]
+        raise AttributeError(f"'Run' object has no attribute {name!r}" + (
+            f": it is a method of {' and '.join(owners)} runs, and this is a {family.name} run" if owners else ""))
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
         """Samples as pictures in [0, 1] (images) or unchanged (points)."""
@@ -92,21 +99,21 @@ class Run:
     def sampler(self, name: str | None = None, steps: int | None = None, **options):
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
         sampler = self.family.sampler(self.config, name, steps, **{"progress": False, **options})
-        if getattr(sampler, "needs_data", False) and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
+        if sampler.needs_data and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
             x, y = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
             sampler.data = self.family.given(self.sde, y).whiten(x)  # samplers run on x̃ (x itself for N(0, I))
         return sampler
 
     @property
     def can_sample(self) -> bool:
-        """Whether the run is a diffusion model (a classifier run only guides one)."""
-        return self.objective == "score"
+        """Whether the run generates samples (a classifier run only guides another)."""
+        return self.family.can_sample
 
     def _check_can_sample(self):
         if not self.can_sample:
-            raise ValueError(f"{self.workdir or 'this run'} is a noise-aware classifier, not a diffusion model: it has "
-                             f"no samples; use it to guide one (run.sample(..., classifier=this_run), scoresde sample "
-                             f"--classifier WORKDIR)")
+            raise ValueError(f"{self.workdir or 'this run'} is a {self.family.name} run ({self.family.description}): "
+                             f"it has no samples" + ("; use it to guide one (run.sample(..., classifier=this_run), "
+                                                     "scoresde sample --classifier WORKDIR)" if self.family.guides else ""))
 
     def guided_score(self, labels=None, guidance: float = 0.0, classifier=None, classifier_scale: float = 1.0):
         """The score a sampler runs (scoresde.guidance.guided): unconditional (labels None), conditional (w = 0),
@@ -114,9 +121,9 @@ class Run:
         a function (x, t) → logits). labels: one class or one per sample of the batch."""
         self._check_can_sample()
         if isinstance(classifier, Run):
-            if classifier.objective != "classifier":
-                raise ValueError(f"classifier must be a classifier run (config.model.name='classifier'), got a "
-                                 f"{classifier.objective} run from {classifier.workdir}")
+            if not classifier.family.guides:
+                raise ValueError(f"classifier must be a run that guides (config.family='classifier'), got a "
+                                 f"{classifier.family.name} run from {classifier.workdir}")
             classifier = classifier.model
         sde = self.family.given(self.sde, labels)  # a per-class prior: the score of x under the labels' priors
         score_fn = self.score_fn if sde is self.sde else self.family.score_fn(self.model, sde, self.config)
@@ -131,8 +138,8 @@ class Run:
         Batch b (starting at sample i) uses the seed seed + i, so a sample depends on (seed, batch_size) only.
         labels (a class, or one per sample [n]), guidance (w; 0: conditional) and classifier, classifier_scale
         condition and guide the score (`guided_score`). nfe counts network calls; with classifier-free
-        guidance (w ∉ {0, −1}) each is on a doubled batch. condition: SR3's up-sampled low-resolution images
-        [n, C, H, W], one per sample (`super_resolve` makes them from low-resolution images).
+        guidance (w ∉ {0, −1}) each is on a doubled batch. condition: for a family conditioned on images, one
+        image per sample [n, *shape] (the family's methods may make them from other inputs).
         """
         self._check_can_sample()
         n = check_positive_int(n, "n")
@@ -158,46 +165,27 @@ class Run:
             y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
             score = self.guided_score(y, guidance, classifier, classifier_scale)
             if condition is not None:
-                score = sr3.condition_on(score, condition[i:i + b])
+                score = self.family.condition(score, condition[i:i + b])
             x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), generator=g, device=self.device)
             xs.append(x)
         return torch.cat(xs), nfe
 
     def _check_condition(self, condition, n: int):
-        """SR3's conditioning images: required by an SR3 run ([n, *shape], on the run's device), refused otherwise."""
-        if not self.low_res_factor:
+        """The conditioning images: required by a family conditioned on images ([n, *shape], moved to the run's
+        device), refused by the others."""
+        if self.family.conditioning != "image":
             if condition is not None:
-                raise ValueError("condition is for SR3 runs (config.sr3.factor > 0); this run is not image-conditional")
+                raise ValueError(f"condition is for runs of a family conditioned on images; this {self.family.name} "
+                                 f"run is not")
             return None
         if condition is None:
-            raise ValueError(f"this SR3 run needs condition=: the up-sampled low-resolution images [{n}, "
-                             f"{', '.join(map(str, self.shape))}] (or use run.super_resolve(low_res))")
+            raise ValueError(f"this {self.family.name} run needs condition=: one conditioning image per sample [{n}, "
+                             f"{', '.join(map(str, self.shape))}]" + (
+                                 f" (or use run.{' or run.'.join(self.family.methods)})" if self.family.methods else ""))
         if not isinstance(condition, torch.Tensor) or tuple(condition.shape) != (n, *self.shape):
             raise ArgumentTypeError(f"condition must be a tensor of images [{n}, {', '.join(map(str, self.shape))}], "
                                     f"got {describe(condition)}")
         return condition.to(self.device)
-
-    def super_resolve(self, low_res: torch.Tensor, sampler=None, steps: int | None = None, seed: int = 0, **kwargs):
-        """SR3: high-resolution samples given low-resolution images [n, C, H/f, W/f] (f = config.sr3.factor);
-        returns (x, nfe). Other keywords as in `sample`."""
-        if not self.low_res_factor:
-            raise ValueError("super_resolve needs an SR3 run (config.sr3.factor > 0)")
-        f, (c, h, w) = self.low_res_factor, self.shape
-        if not isinstance(low_res, torch.Tensor) or low_res.ndim != 4 or tuple(low_res.shape[1:]) != (c, h // f, w // f):
-            raise ArgumentTypeError(f"low_res must be images [n, {c}, {h // f}, {w // f}] (the run's {h}x{w} images "
-                                    f"down-sampled by {f}), got {describe(low_res)}")
-        condition = upsample(low_res.to(self.device), f)
-        return self.sample(len(low_res), sampler, steps, seed, condition=condition, **kwargs)
-
-    def with_sde(self, sde) -> "Run":
-        """This run under another VP SDE: for a model conditioned on the noise level (SR3), the inference noise
-        schedule may differ from training's, with no retraining. Returns a new Run sharing the model."""
-        if not self.score_fn.noise_level:
-            raise ValueError("with_sde needs a model conditioned on the noise level (SR3, config.sr3.factor > 0): a "
-                             "time-conditioned model only knows its training schedule")
-        new = copy.copy(self)
-        new.sde, new.score_fn = sde, self.family.score_fn(self.model, sde, self.config)
-        return new
 
     def inpaint(self, y: torch.Tensor, mask: torch.Tensor, sampler=None, steps: int | None = None, seed: int = 0,
                 resample: int = 1, jump: int = 1, **options):
@@ -233,7 +221,7 @@ class Run:
         n = check_positive_int(n or self.config.eval.n_bpd, "n")
         quantized = self.family.continuous_density and data.eval_uint8 is not None
         offset = uint8_bpd_offset(data.data_range) if quantized and dequantize else 0.0
-        labels = data.eval_labels[:n] if self.family.bpd_labels(self) else None
+        labels = self.family.held_out_condition(self, n)  # labels, conditioning images, or None
         bpds, nfe, bs = [], 0, self.config.eval.batch_size
         for i in range(0, min(n, len(data.eval_data)), bs):
             if quantized and dequantize:
@@ -255,9 +243,11 @@ class Run:
             name += ", raw density of the scaled pixel values (not a likelihood of the 8-bit data)"
         return BitsPerDim(torch.cat(bpds), nfe, quantized and dequantize, offset, name)
 
-    def _eval_batches(self, n):
-        x, y = self.data.eval_data[:n].to(self.device), self.data.eval_labels
-        y = None if y is None else y[:n].to(self.device)
+    def eval_batches(self, n: int | None = None):
+        """The first n held-out samples (all when None) in batches of config.eval.batch_size: (x, y), y what the
+        family's loss is given (labels, conditioning images) or None."""
+        x, y = self.data.eval_data[:n].to(self.device), self.family.eval_inputs(self, n)
+        y = None if y is None else y.to(self.device)
         bs = self.config.eval.batch_size
         for i in range(0, len(x), bs):
             yield x[i:i + bs], None if y is None else y[i:i + bs]
@@ -268,32 +258,16 @@ class Run:
         loss_fn = self.family.loss_fn(self.sde, self.config)
         g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
         total, count = 0.0, 0
-        for x, y in self._eval_batches(n):
+        for x, y in self.eval_batches(n):
             total, count = total + loss_fn(self.model, x, g, y).item() * len(x), count + len(x)
         return total / count
 
-    @torch.no_grad()
-    def eval_accuracy(self, n: int | None = None) -> float:
-        """A classifier run's accuracy on held-out x_t, t ~ U(eps, T), with noise fixed by the run's seed."""
-        if self.objective != "classifier":
-            raise ValueError("eval_accuracy is for classifier runs (config.model.name='classifier')")
-        noisy = ClassifierLoss(self.sde, eps=self.config.loss.eps).noisy
-        g = torch.Generator(device=self.device).manual_seed(self.config.training.seed)
-        right = count = 0
-        for x, y in self._eval_batches(n):
-            x_t, t = noisy(x, g)
-            right, count = right + int((self.model(x_t, t).argmax(1) == y).sum()), count + len(x)
-        return right / count
-
     def evaluate(self) -> dict:
-        """The held-out scalars the training loop logs: eval_loss (and eval_accuracy for a classifier)."""
-        out = {"eval_loss": self.eval_loss()}
-        if self.objective == "classifier":
-            out["eval_accuracy"] = self.eval_accuracy()
-        return out
+        """The held-out scalars the training loop logs (the family's monitor: eval_loss, a classifier's accuracy)."""
+        return self.family.monitor(self)
 
     def __repr__(self):
-        return (f"Run({self.workdir}, step {self.step}, {self.config.sde.type} SDE, {self.config.model.name} model, "
+        return (f"Run({self.workdir}, step {self.step}, {self.family.name} family, {self.config.model.name} model, "
                 f"data {self.shape}, on {self.device})")
 
 
@@ -328,7 +302,7 @@ def load_run(workdir, device=None, checkpoint=None) -> Run:
     if config.sde.prior == "data" and "prior" not in state:
         raise ValueError(f"{path} lacks the data prior that config.sde.prior='data' needs (checkpoint key 'prior')")
     prior = prior_from_state(state["prior"]) if "prior" in state else None
-    model = builders.get_family(config).model(config, tuple(data["shape"]))
+    model = families.get_family(config).model(config, tuple(data["shape"]))
     model.load_state_dict(state["ema"])
     return Run(config, model, shape=data["shape"], is_image=data["is_image"], centered=data["centered"],
                step=int(state["step"]), device=device, workdir=workdir, checkpoint_path=path, prior=prior)

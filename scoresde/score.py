@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from ._utils import ArgumentTypeError, check_bool, check_callable, check_positive_int, describe
+from ._utils import ArgumentTypeError, check_bool, check_callable, check_finite, check_output, check_positive_int, describe
 
 PARAMETERIZATION_NAMES = ("eps", "score", "x0", "v")  # the keys of parameterization.PARAMETERIZATIONS
 
@@ -125,4 +125,50 @@ def describe_score(score: Score) -> str:
     return f"Score({describe(score.fn)}{', ' if facts else ''}{', '.join(facts)})"
 
 
-__all__ = ["Score", "as_score", "describe_score"]
+class CountedScore:
+    """Wraps score_fn: counts every call (the true NFE) and rejects wrong shapes, dtypes and non-finite output.
+
+    The score must come back in x's dtype: samples and likelihoods keep the dtype they were asked for, so a float64
+    score for float32 x (or the reverse) is refused rather than silently promoting the result."""
+
+    def __init__(self, score_fn):
+        self.score, self.nfe = as_score(score_fn), 0  # the Score: its declared facts, read as counted.score.continuous
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.score.learned_variance
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self._call(self.score, x, t)
+
+    def score_and_v(self, x: torch.Tensor, t: torch.Tensor):
+        """The score and the learned variance's v from one model call (one NFE), both checked."""
+        score, v = self._call(self.score.score_and_v, x, t)
+        check_output(v, x, "score_and_v's v")
+        return score, v
+
+    def _call(self, fn, x: torch.Tensor, t: torch.Tensor):
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        shape = self.score.data_shape
+        if self.nfe == 0 and shape is not None and tuple(x.shape[1:]) != shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, but the model was built for data of shape "
+                             f"[B, {', '.join(map(str, shape))}]")
+        try:
+            out = fn(x, t)
+        except Exception as e:  # say what the model was given, keeping its own error
+            if self.nfe == 0 and hasattr(e, "add_note"):
+                e.add_note(f"scoresde: score_fn failed on its first call, given x: {describe(x)} on {x.device} and "
+                           f"t: {describe(t)}; check that the model expects data of this shape")
+            raise
+        self.nfe += 1
+        score = out[0] if isinstance(out, tuple) else out
+        check_output(score, x)
+        if score.dtype != x.dtype:
+            raise ValueError(f"score_fn returned {score.dtype} for x of dtype {x.dtype}; return x's dtype (for "
+                             f"example .to(x.dtype) in the score function): samples keep the dtype they were asked for")
+        if self.nfe == 1:
+            check_finite(score, "score_fn returned non-finite values on its first call")
+        return out
+
+
+__all__ = ["Score", "CountedScore", "as_score", "describe_score"]

@@ -4,10 +4,9 @@ Every SDE here has x_t | x_0 ~ N(α_t x_0, σ_t² I). A subclass supplies two me
 `coefficients(t) -> (f, g)` and `marginal_coeffs(t) -> (alpha, sigma)`. From them the base class derives
 the score_sde interface: `sde`, `marginal_prob`, `discretize`, `prior_sampling`, `prior_logp` and `reverse`.
 
-`with_prior(N(μ, Σ))` gives PriorGrad's process x_t = α_t x_0 + (1 − α_t) μ + σ_t L z (Lee et al. 2022; Σ = L Lᵀ,
-scoresde.prior): `marginal_prob`, `prior_sampling` and `prior_logp` use μ and Σ; the process is the standard one
-of x̃ = L⁻¹(x − μ) (`whiten`), on which samplers, losses and the likelihood run (`standard`, `whitened_score`), so
-`coefficients`, `sde`, `discretize` and `reverse` describe x̃. With no prior every hook is the identity.
+`with_prior(N(μ, Σ))` wraps the SDE in PriorGrad's process (scoresde.priorgrad.PriorSDE), which samplers, losses
+and the likelihood reach through the prior's hooks: `standard`, `whiten`, `unwhiten`, `whitened_score` and
+`given`. Here, under N(0, I), every hook is the identity.
 
 Time convention: t ∈ (0, T]. DDPM step i ∈ {1, …, N} sits at t_i = iT/N, and a discrete-time network
 receives the index i − 1 ∈ {0, …, N − 1} (`SDE.timestep`). With eps = T/N, a uniform grid of N times
@@ -16,7 +15,6 @@ from T down to eps is exactly DDPM's set of timesteps.
 from __future__ import annotations
 
 import abc
-import copy
 import math
 
 import torch
@@ -33,6 +31,13 @@ def transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s):
     return a, (sigma_t**2 - (a * sigma_s) ** 2).clamp(min=0)
 
 
+def posterior_coeffs(alpha_t, sigma_t, alpha_s, sigma_s):
+    """DDPM's posterior q(x_s | x_t, x_0) (Ho et al. 2020, Eq. 7): a, v of the transition s → t, and the
+    posterior variance β̃ = v σ_s²/σ_t²."""
+    a, v = transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s)
+    return a, v, v * sigma_s**2 / sigma_t**2
+
+
 def reverse_drift(sde: "SDE", score_fn, x: torch.Tensor, t: torch.Tensor, c: float) -> torch.Tensor:
     """f(t) x − c g(t)² s(x, t): the reverse-time SDE's drift (c = 1) or the probability-flow ODE's (c = ½); no checks."""
     f, g = sde.coefficients(t)
@@ -45,7 +50,6 @@ class SDE(abc.ABC):
     sampling_eps: float = 1e-3  # default smallest time a sampler reaches
     prior_std: float = 1.0  # p_T ≈ N(0, prior_std² I)
     variance_preserving: bool = False  # α_t² + σ_t² = 1 (VP): then the noise level α_t alone fixes the marginal
-    prior = None  # None: N(0, I) as above; a scoresde.prior.GaussianPrior / ClassPrior: PriorGrad's N(μ, prior_std² Σ)
     ddpm_lattice: bool = False  # has DDPM's discrete β_i, α_i, ᾱ_i on t_i = iT/N (alphas_cumprod, discrete_marginal_coeffs)
     on_lattice: bool = False  # is the discrete-time view: its marginals exist only at t_i, and `snap` moves times there
 
@@ -70,13 +74,10 @@ class SDE(abc.ABC):
         return append_dims(f, x.ndim) * x, g
 
     def marginal_prob(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean α_t x_0 and std σ_t of p_0t(x_t | x_0); with a prior N(μ, Σ), mean α_t x_0 + (1 − α_t) μ and std
-        σ_t √diag(Σ) shaped like x (a full Σ has no elementwise std: use `whiten`)."""
+        """Mean α_t x_0 and std σ_t of p_0t(x_t | x_0)."""
         self._check(x, t)
         alpha, sigma = self.marginal_coeffs(t)
-        if self.prior is None:
-            return append_dims(alpha, x.ndim) * x, sigma
-        return self.unwhiten(append_dims(alpha, x.ndim) * self.whiten(x)), self.prior.kernel_std(sigma, x)
+        return append_dims(alpha, x.ndim) * x, sigma
 
     def transition_coeffs(self, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a, v of the exact transition x_t | x_s ~ N(a x_s, v I) for s < t."""
@@ -90,66 +91,48 @@ class SDE(abc.ABC):
         return append_dims(a - 1, x.ndim) * x, v.sqrt()
 
     def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> torch.Tensor:
-        """Draw x_T ~ N(0, prior_std² I), or μ + prior_std L z with a prior; device defaults to the generator's, else
-        the CPU."""
+        """Draw x_T ~ N(0, prior_std² I); device defaults to the generator's, else the CPU."""
         device = resolve_device(device, generator)
-        return self.unwhiten(self.prior_std * randn(check_shape(shape), generator, device, check_dtype(dtype)))
+        return self.prior_std * randn(check_shape(shape), generator, device, check_dtype(dtype))
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, prior_std² I) per sample, shape [B]; with a prior, log N(z; μ, prior_std² Σ)."""
+        """log N(z; 0, prior_std² I) per sample, shape [B]."""
         check_batch(z, "z")
         d = z[0].numel()
-        sq = self.whiten(z).flatten(1).pow(2).sum(1)
-        logp = -0.5 * d * math.log(2 * math.pi * self.prior_std**2) - sq / (2 * self.prior_std**2)
-        return logp if self.prior is None else logp - self.prior.log_det(z)
+        return -0.5 * d * math.log(2 * math.pi * self.prior_std**2) - z.flatten(1).pow(2).sum(1) / (2 * self.prior_std**2)
 
     def timestep(self, t: torch.Tensor) -> torch.Tensor:
         """Discrete index i − 1 ∈ {0, …, N−1} of the DDPM step at t_i = iT/N nearest to t."""
         return (torch.round(t * (self.N / self.T)).long() - 1).clamp(0, self.N - 1)
 
-    # -- PriorGrad's data-dependent prior N(μ, Σ), Σ = L Lᵀ (scoresde.prior); identities for the standard prior --
-    def with_prior(self, prior) -> "SDE":
-        """This SDE diffusing towards prior = N(μ, Σ) (a scoresde.prior.GaussianPrior or ClassPrior; None: N(0, I))."""
-        if prior is not None and not callable(getattr(prior, "given", None)):
-            raise ArgumentTypeError(f"prior must be a scoresde.prior.GaussianPrior or ClassPrior (or None), got "
-                                    f"{describe(prior)}")
-        out = copy.copy(self)
-        out.prior = prior
-        return out
+    # -- the prior's hooks: identities under N(0, I); PriorGrad's process (scoresde.priorgrad) implements them --
+    def with_prior(self, prior):
+        """This SDE diffusing towards prior = N(μ, Σ) (a scoresde.prior.GaussianPrior or ClassPrior): a
+        scoresde.priorgrad.PriorSDE; None: this SDE."""
+        from .priorgrad import PriorSDE
+        return self if prior is None else PriorSDE(self, prior)
 
     def given(self, y) -> "SDE":
-        """The SDE of a batch with class labels y: a per-class prior selected, otherwise this SDE."""
-        return self if self.prior is None else self.with_prior(self.prior.given(y))
+        """The SDE of a batch with class labels y: this one (a per-class prior selects the labels' priors)."""
+        return self
 
     @property
     def standard(self) -> "SDE":
-        """The SDE with the standard prior: the process of the whitened x̃ = L⁻¹(x − μ), which samplers run."""
-        return self if self.prior is None else self.with_prior(None)
+        """The SDE with the standard prior, which samplers run: this one."""
+        return self
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
-        """x̃ = L⁻¹(x − μ)."""
-        return x if self.prior is None else self.prior.whiten(x)
+        return x
 
     def unwhiten(self, x: torch.Tensor) -> torch.Tensor:
-        """x = μ + L x̃."""
-        return x if self.prior is None else self.prior.unwhiten(x)
+        return x
 
     def unwhiten_score(self, score: torch.Tensor) -> torch.Tensor:
-        """∇log p_t(x) = L⁻ᵀ ∇log p̃_t(x̃)."""
-        return score if self.prior is None else self.prior.unwhiten_score(score)
+        return score
 
     def whitened_score(self, score_fn):
-        """The Score of x → the score s̃(x̃, t) = Lᵀ s(μ + L x̃, t) of x̃ (the score itself for the standard prior);
-        every declared fact carries over, and the result declares `whitened`."""
-        score = as_score(score_fn)
-        if self.prior is None:
-            return score
-        prior = self.prior
-
-        def pairs(x, t):
-            s, v = score.outputs(prior.unwhiten(x), t)
-            return prior.whiten_score(s), v
-        return score.derive(pairs, whitened=True)
+        """The Score of score_fn, unchanged (a prior's process whitens it)."""
+        return as_score(score_fn)
 
     def reverse(self, score_fn, probability_flow: bool = False) -> "ReverseSDE":
         """The reverse-time SDE (Eq. 6), or the probability-flow ODE (Eq. 13) when asked."""
@@ -301,7 +284,7 @@ class DiscreteTimeVPSDE(SDE):
             raise ValueError(f"a discrete-time score needs an SDE with DDPM's discrete betas (VPSDE), got {type(sde).__name__}")
         super().__init__(N=sde.N, T=sde.T)
         self.continuous_sde = sde
-        self.sampling_eps, self.prior_std, self.prior = sde.sampling_eps, sde.prior_std, sde.prior
+        self.sampling_eps, self.prior_std = sde.sampling_eps, sde.prior_std
 
     def coefficients(self, t):
         return self.continuous_sde.coefficients(t)

@@ -101,19 +101,19 @@ def condition_on(score_fn, y: torch.Tensor) -> Score:
 
 class LowResPairs:
     """Image data whose condition y is the image's own low-resolution version, up-sampled: train batches are
-    (x₀, U D x₀), and `eval_labels` holds the held-out conditions. Everything else is the wrapped data's."""
+    (x₀, U D x₀), and `eval_conditions` holds the held-out conditions. Everything else is the wrapped data's."""
 
     def __init__(self, data, factor: int):
         if not getattr(data, "is_image", False):
-            raise ValueError(f"SR3 (config.sr3.factor={factor}) needs image data, got {type(data).__name__}")
+            raise ValueError(f"SR3 needs image data, got {type(data).__name__}")
         self.factor = check_positive_int(factor, "config.sr3.factor")
         size = data.shape[-2:]
         if size[0] % factor or size[1] % factor:
             raise ValueError(f"config.sr3.factor={factor} must divide the image size {size[0]}x{size[1]}; "
                              f"valid factors: {[f for f in range(2, min(size) + 1) if not size[0] % f + size[1] % f]}")
         self.data = data
-        self.eval_labels = low_res_condition(data.eval_data, factor)  # the held-out conditions y
-        self.num_classes = 0
+        self.eval_conditions = low_res_condition(data.eval_data, factor)  # the held-out conditions y
+        self.num_classes, self.eval_labels = 0, None  # the model is conditioned on images, not on class labels
 
     def __getattr__(self, name):
         return getattr(self.data, name)

@@ -19,7 +19,7 @@ import torch
 from ._utils import append_dims, check_batch, check_choice, check_generator, noise_like
 from .score import as_score
 from .respace import respaced_times
-from .sampling.ancestral import posterior_coeffs
+from .sde import posterior_coeffs
 from .sampling.grids import for_model
 from .sde import check_sde
 from .variances import (analytic_variance, interpolated_log_variance, log_beta_pair, resolve_variance,

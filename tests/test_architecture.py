@@ -13,11 +13,12 @@ LAYERS = ["math", "conditioning", "evaluation", "networks and data", "runs", "ap
 MODULES = {
     "_utils": "math", "_args": "application", "score": "math", "schedules": "math", "sde": "math",
     "parameterization": "math", "losses": "math", "sampling": "math", "likelihood": "math", "vlb": "math",
-    "vlb_loss": "math", "variances": "math", "respace": "math", "analytic": "math", "prior": "math",
+    "vlb_loss": "math", "variances": "math", "respace": "math", "analytic": "math", "prior": "math", "priorgrad": "math",
     "resize": "math", "discrete": "math", "discrete.model": "networks and data",
     "guidance": "conditioning", "inverse": "conditioning", "sr3": "conditioning",
     "metrics": "evaluation", "features": "evaluation", "inception": "evaluation",
     "models": "networks and data", "data": "networks and data", "diffusers_interop": "networks and data",
+    "plots": "evaluation", "families": "runs",
     "config": "runs", "builders": "runs", "checkpoint": "runs", "run": "runs", "training": "runs", "compare": "runs",
     "cli": "application", "cli_compare": "application", "__main__": "application", "__init__": "application",
 }

@@ -13,7 +13,7 @@ from test_training import ROOT, TINY, _assert_equal_states, _state, apply_overri
 pytestmark = pytest.mark.slow  # trains runs and starts the CLI: left out of the quick loop (-m "not slow")
 
 COND = ["--config.data.dataset=eight_gaussians", "--config.model.num_classes=8"]
-CLASSIFIER = COND + ["--config.model.name=classifier", "--config.model.ch=8", "--config.model.num_res_blocks=1"]
+CLASSIFIER = COND + ["--config.family=classifier", "--config.model.ch=8", "--config.model.num_res_blocks=1"]
 
 
 def config(extra, **training):
@@ -54,10 +54,10 @@ def test_conditional_run_samples_classes_and_guides(runs):
     xb, _ = run.sample(32, "ddim", steps=5, labels=per_sample, seed=1, batch_size=8)
     assert xb.shape == (32, 2)
     classifier = scoresde.load_run(clf)
-    assert classifier.objective == "classifier" and not classifier.can_sample
+    assert classifier.family.name == "classifier" and classifier.family.guides and not classifier.can_sample
     xc, _ = run.sample(16, "ddim", steps=5, labels=3, classifier=classifier, classifier_scale=2.0, seed=1)
     assert xc.shape == (16, 2) and torch.isfinite(xc).all()
-    with pytest.raises(ValueError, match="is a noise-aware classifier, not a diffusion model"):
+    with pytest.raises(ValueError, match=r"is a classifier run \(a noise-aware classifier .*\): it has no samples; use it to guide one"):
         classifier.sample(4)
     with pytest.raises(ValueError, match="labels must be one class or one per sample \\(32\\), got 5 labels"):
         run.sample(32, "ddim", steps=5, labels=[1, 2, 3, 4, 5])

@@ -356,7 +356,7 @@ def test_bayes_logits_give_the_reverse_of_the_papers_eq_4(name):
     """With config.d3pm.bayes_logits the network's logits f become f + log q(x_t | x̃₀), and the reverse process is
     Austin et al.'s Eq. 4, p_θ(x_s | x_t) ∝ Σ_x̃₀ q(x_s, x_t | x̃₀) softmax(f)(x̃₀), by path sums (1e-12); without
     it the two differ (uniform, Gaussian)."""
-    from scoresde import builders
+    from scoresde import families
     from scoresde.config import default_config
     p = process(name)
     J = path_table(p)
@@ -367,7 +367,7 @@ def test_bayes_logits_give_the_reverse_of_the_papers_eq_4(name):
     f = torch.randn(n, 1, p.K0, generator=g, dtype=F64)
     for flag in (True, False):
         config.d3pm.bayes_logits = flag
-        denoise = builders.build_denoise_fn(lambda x, t: f, p, config)
+        denoise = families.D3PM.score_fn(lambda x, t: f, p, config)
         for t in range(1, p.T + 1):
             for s in range(t):
                 got = p.reverse_logprobs(denoise(xt, torch.full((n,), t)), xt, torch.full((n,), s),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import scoresde
-from scoresde import builders
+from scoresde import builders, families
 from scoresde.cli import main
 from scoresde.config import apply_overrides, load_config, validate
 from scoresde.discrete import D3PM, CategoricalUNet
@@ -87,12 +87,13 @@ def test_bad_d3pm_configs_fail_before_training(overrides, fragments, tmp_path):
         assert fragment in str(info.value), (fragment, str(info.value))
 
 
-def test_families_are_chosen_by_sde_type_and_the_gaussian_one_is_unchanged():
-    """vp/subvp/ve map to the Gaussian builders (the same functions as before), d3pm to D3PM's; unknown names fail."""
+def test_families_are_chosen_by_config_family_and_the_gaussian_one_uses_the_shared_builders():
+    """config.family picks the family: gaussian by default, built by the shared builders; d3pm from its config;
+    an unknown name fails, listing the valid ones."""
     vp = validate(load_config(str(ROOT / "configs/vp/digits.py")))
-    family = builders.get_family(vp)
-    assert family is builders.GAUSSIAN and family.loss_fn is builders.build_loss_fn
+    family = families.get_family(vp)
+    assert family is families.GAUSSIAN and family.loss_fn is builders.build_loss_fn
     assert family.sampler is builders.build_sampler and family.data is builders.build_data_from_config
-    assert builders.get_family(validate(load_config(str(ROOT / "configs/d3pm/digits.py")))) is builders.D3PM
-    with pytest.raises(ValueError, match=r"config.sde.type must be one of \['d3pm', 'subvp', 've', 'vp'\], got 'nope'"):
-        builders.get_family(ml_collections.ConfigDict({"sde": {"type": "nope"}}))
+    assert families.get_family(validate(load_config(str(ROOT / "configs/d3pm/digits.py")))) is families.D3PM
+    with pytest.raises(ValueError, match=r"config.family must be one of \['classifier', 'd3pm', 'gaussian', 'sr3'\], got 'nope'"):
+        families.get_family(ml_collections.ConfigDict({"family": "nope"}))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scoresde import families
 from scoresde.config import apply_overrides, load_config
 from scoresde.training import Trainer
 
@@ -76,4 +77,5 @@ def test_block_runs_as_pasted(code, scratch, monkeypatch):
         pytest.importorskip("diffusers")
     monkeypatch.chdir(scratch)
     prepare(scratch, code)
+    monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))  # a block may register a family of its own
     exec(compile(code, "<docs block>", "exec"), {"__name__": "__docs__"})

@@ -317,7 +317,8 @@ def test_bad_priors_are_rejected(call, match):
 @pytest.mark.parametrize("overrides, match", [
     ({"sde.prior_per_class": True}, "needs config.sde.prior='data'"),
     ({"sde.prior": "data", "sde.prior_per_class": True}, "needs a class-conditional model"),
-    ({"sde.prior": "data", "sde.type": "d3pm"}, "is for score models"),
+    ({"sde.prior": "data", "loss.objective": "vlb", "loss.continuous": False}, "is for score models"),
+    ({"sde.prior": "data", "family": "d3pm"}, r"is for score models of config.family=.gaussian., got config.family=.d3pm."),
     ({"sde.prior": "gaussian"}, r"config.sde.prior must be one of \['standard', 'data'\]"),
     ({"sde.prior": "data", "sde.prior_min_var": 0.0}, "config.sde.prior_min_var must be > 0"),
 ])
@@ -325,8 +326,11 @@ def test_bad_prior_configs_fail_before_step_one(overrides, match):
     from scoresde.config import default_config, validate
     c = default_config()
     for key, value in overrides.items():
-        section, leaf = key.split(".")
-        c[section][leaf] = value
+        *sections, leaf = key.split(".")
+        node = c
+        for section in sections:
+            node = node[section]
+        node[leaf] = value
     with pytest.raises(ValueError, match=match):
         validate(c)
 
@@ -373,3 +377,20 @@ def test_get_score_fn_turns_a_whitened_network_into_the_score_of_x(kind, paramet
     t = torch.full((6,), 0.37, dtype=F64)
     got = scoresde.get_score_fn(network, sde, parameterization)(x, t)
     assert torch.allclose(got, PriorScore(sde, data.means[0], data.covs[0], mu, Sigma)(x, t), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_priorgrad_wraps_any_sde_and_keeps_its_process(sde_name):
+    """PriorSDE changes only what sees x: the process of x̃, its capabilities and its times are the base SDE's."""
+    from scoresde.priorgrad import PriorSDE
+    base = SDES[sde_name]()
+    prior = GaussianPrior(torch.tensor([1.0, -2.0], dtype=F64), torch.tensor([4.0, 0.25], dtype=F64))
+    sde = base.with_prior(prior)
+    assert isinstance(sde, PriorSDE) and sde.standard is base and sde.with_prior(None) is base
+    assert (sde.N, sde.T, sde.ddpm_lattice, sde.on_lattice, sde.prior_std) == (
+        base.N, base.T, base.ddpm_lattice, base.on_lattice, base.prior_std)
+    t = torch.tensor([0.3, 0.9], dtype=F64)
+    assert all(torch.equal(a, b) for a, b in zip(sde.coefficients(t), base.coefficients(t)))
+    assert base.given(torch.tensor([0, 1])) is base and base.whiten(t) is t
+    with pytest.raises(TypeError, match="prior must be a scoresde.prior.GaussianPrior or ClassPrior, got"):
+        base.with_prior({"mean": 0.0})

@@ -174,7 +174,7 @@ def test_cosine_learning_rate_takes_the_documented_values_exactly(tmp_path):
 
 
 def test_image_grid_tiles_and_enlarges_small_images_exactly():
-    from scoresde.training.loop import image_grid
+    from scoresde.plots import image_grid
 
     x = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 1, 2, 2) / 12  # 3 images of 2×2 → a 2×2 grid
     flush = image_grid(x, min_size=0, gap=0)
@@ -189,7 +189,7 @@ def test_image_grid_tiles_and_enlarges_small_images_exactly():
 
 
 def test_image_strip_puts_white_columns_between_images():
-    from scoresde.training.loop import image_strip
+    from scoresde.plots import image_strip
 
     x = torch.rand(3, 1, 2, 2)
     strip = image_strip(x)
@@ -220,7 +220,7 @@ def test_training_saves_enlarged_sample_grids_of_the_ema_model(tmp_path):
 
 
 def image_grid_of(x):
-    from scoresde.training.loop import image_grid
+    from scoresde.plots import image_grid
     return image_grid(x).numpy()
 
 

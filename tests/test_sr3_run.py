@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import scoresde
-from scoresde import VPSDE, builders
+from scoresde import VPSDE, builders, families
 from scoresde.cli import main
 from scoresde.config import apply_overrides, load_config, validate
 from scoresde.resize import downsample, upsample
@@ -51,7 +51,7 @@ def test_cli_trains_samples_and_evaluates_sr3(workdir, capsys):
 
 def test_run_super_resolves_under_any_schedule(workdir):
     run = scoresde.load_run(workdir, device="cpu")
-    assert run.low_res_factor == 2 and run.score_fn.noise_level and builders.get_family(run.config) is builders.SR3
+    assert run.config.sr3.factor == 2 and run.score_fn.noise_level and run.family is families.SR3
     truth = run.data.eval_data[:4]
     low = downsample(truth, 2)
     x, nfe = run.super_resolve(low, "ddim", steps=5, seed=3)
@@ -60,7 +60,7 @@ def test_run_super_resolves_under_any_schedule(workdir):
     other = run.with_sde(VPSDE(schedule="cosine", N=50))  # an inference schedule training never used
     y, _ = other.super_resolve(low, "ancestral", steps=50, variance="beta", seed=3)
     assert torch.isfinite(y).all() and other.model is run.model and run.sde.N == 1000
-    with pytest.raises(ValueError, match="this SR3 run needs condition="):
+    with pytest.raises(ValueError, match=r"this sr3 run needs condition=: one conditioning image per sample \[4, 1, 8, 8\] \(or use run.super_resolve"):
         run.sample(4, "ddim", steps=5)
     with pytest.raises(TypeError, match=r"low_res must be images \[n, 1, 4, 4\]"):
         run.super_resolve(truth)
@@ -78,9 +78,9 @@ def test_sr3_resume_is_bit_exact(tmp_path):
 
 def test_time_conditioned_runs_keep_their_schedule(tmp_path):
     run = scoresde.load_run(_toy_run(tmp_path), device="cpu")
-    with pytest.raises(ValueError, match="with_sde needs a model conditioned on the noise level"):
-        run.with_sde(VPSDE(schedule="cosine"))
-    with pytest.raises(ValueError, match="condition is for SR3 runs"):
+    with pytest.raises(AttributeError, match="'with_sde': it is a method of sr3 runs, and this is a gaussian run"):
+        run.with_sde(VPSDE(schedule="cosine"))  # a time-conditioned model only knows its training schedule
+    with pytest.raises(ValueError, match="condition is for runs of a family conditioned on images; this gaussian"):
         run.sample(2, "ddim", steps=2, condition=torch.zeros(2, 2))
 
 
@@ -92,7 +92,7 @@ def _toy_run(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, fragments", [
-    (["--config.sde.type=ve"], ["config.sr3.factor=2 (SR3) needs", "config.sde.type='ve'"]),
+    (["--config.sde.type=ve"], ["config.family='sr3' needs", "config.sde.type='ve'"]),
     (["--config.model.num_classes=10"], ["config.model.num_classes=10"]),
     (["--config.sr3.factor=3"], ["config.sr3.factor=3 must divide the image size 8x8", "valid factors: [2, 4, 8]"]),
     (["--config.sr3.norm=3"], ["config.sr3.norm must be 1 or 2, got 3"]),

@@ -11,7 +11,8 @@ from scoresde.config import default_config
 def get_config():
     c = default_config()
     c.data.update(dataset="digits", image_size=8, n_eval=297)
-    c.sde.update(type="d3pm", N=1000)
+    c.family = "d3pm"
+    c.sde.N = 1000  # T, the number of steps of the chain
     c.d3pm.update(transition="gaussian", schedule="linear", beta_start=1e-4, beta_end=0.02, num_states=17,
                   hybrid_coeff=0.001)
     c.model.update(name="unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0)

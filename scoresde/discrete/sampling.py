@@ -11,6 +11,8 @@ class AncestralSampler:
     """x_T ~ p(x_T), then x_s ~ p_θ(x_s | x_t) on T = t_M > … > t_0 = 0 (Austin et al. 2021, §3.3; Algorithm 2 of
     Ho et al. 2020 in discrete state). Each step calls the network once: `steps` NFE."""
 
+    needs_data = False  # it needs no training samples (a Run supplies them to samplers that declare it)
+
     def __init__(self,
                  steps: int | None = None,  # M, steps of the grid t_i = ⌊i T / M⌋ (None: all T steps)
                  progress: bool = False,    # show a progress bar

@@ -14,21 +14,16 @@ from __future__ import annotations
 import torch
 
 from .._utils import ArgumentTypeError, check_batch, check_choice, describe, noise_like
-from ..sde import transition_from_marginals
+from ..sde import posterior_coeffs
 from ..variances import VARIANCES, analytic_variance, resolve_variance, score_second_moment
 from .base import Sampler, sqrt_
-
-
-def posterior_coeffs(alpha_t, sigma_t, alpha_s, sigma_s):
-    """a, v of the transition s → t and the posterior variance β̃ = v σ_s²/σ_t²."""
-    a, v = transition_from_marginals(alpha_t, sigma_t, alpha_s, sigma_s)
-    return a, v, v * sigma_s**2 / sigma_t**2
 
 
 class AncestralSampler(Sampler):
     """DDPM Algorithm 2; with a discrete-time score on VPSDE and steps = N it is DDPM exactly."""
 
     name = "ancestral"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, variance: str | None = None, data=None, **kwargs):

@@ -11,60 +11,14 @@ from __future__ import annotations
 import torch
 
 from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable, check_choice, check_dtype,
-                      check_finite, check_output, check_positive_int, check_real, check_shape, describe,
+                      check_positive_int, check_real, check_shape, describe,
                       progress, resolve_device)
 from ..sde import SDE, check_sde
 from ..respace import respaced_times
-from ..score import as_score
+from ..score import CountedScore, as_score
 from .grids import GRIDS, for_model, make_grid
 
 CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
-
-
-class CountedScore:
-    """Wraps score_fn: counts every call (the true NFE) and rejects wrong shapes, dtypes and non-finite output.
-
-    The score must come back in x's dtype: samples and likelihoods keep the dtype they were asked for, so a float64
-    score for float32 x (or the reverse) is refused rather than silently promoting the result."""
-
-    def __init__(self, score_fn):
-        self.score, self.nfe = as_score(score_fn), 0  # the Score: its declared facts, read as counted.score.continuous
-
-    @property
-    def learned_variance(self) -> bool:
-        return self.score.learned_variance
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self._call(self.score, x, t)
-
-    def score_and_v(self, x: torch.Tensor, t: torch.Tensor):
-        """The score and the learned variance's v from one model call (one NFE), both checked."""
-        score, v = self._call(self.score.score_and_v, x, t)
-        check_output(v, x, "score_and_v's v")
-        return score, v
-
-    def _call(self, fn, x: torch.Tensor, t: torch.Tensor):
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        shape = self.score.data_shape
-        if self.nfe == 0 and shape is not None and tuple(x.shape[1:]) != shape:
-            raise ValueError(f"x has shape {tuple(x.shape)}, but the model was built for data of shape "
-                             f"[B, {', '.join(map(str, shape))}]")
-        try:
-            out = fn(x, t)
-        except Exception as e:  # say what the model was given, keeping its own error
-            if self.nfe == 0 and hasattr(e, "add_note"):
-                e.add_note(f"scoresde: score_fn failed on its first call, given x: {describe(x)} on {x.device} and "
-                           f"t: {describe(t)}; check that the model expects data of this shape")
-            raise
-        self.nfe += 1
-        score = out[0] if isinstance(out, tuple) else out
-        check_output(score, x)
-        if score.dtype != x.dtype:
-            raise ValueError(f"score_fn returned {score.dtype} for x of dtype {x.dtype}; return x's dtype (for "
-                             f"example .to(x.dtype) in the score function): samples keep the dtype they were asked for")
-        if self.nfe == 1:
-            check_finite(score, "score_fn returned non-finite values on its first call")
-        return out
 
 
 def noise_source(generator, seeds, batch: int, device):
@@ -87,6 +41,15 @@ class Sampler:
     stochastic = True  # draws noise during the moves
     adaptive = False  # True when the solver picks its own steps (then `steps` does not apply)
     default_grid = "uniform"  # the grid when none is given (chosen per sampler from measurement)
+    # Whether each move goes from x alone, one grid interval at a time, so conditioning by projection between
+    # moves (inpainting, colourisation, ILVR) applies: None never, "" always, else the options that make it so.
+    one_step_when: str | None = None
+    needs_data = False  # True: it needs training samples in `.data` (Analytic-DPM's Γ_t), which a Run supplies
+
+    @property
+    def one_step(self) -> bool:
+        """This sampler's moves qualify for projection-based conditioning (see `one_step_when`)."""
+        return self.one_step_when == ""
 
     def __init__(self, steps: int | None = None, eps: float | None = None, ts=None, grid: str | None = None,
                  rho: float = 7.0, denoise: bool = True, progress: bool = True, callback=None,

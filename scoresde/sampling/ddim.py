@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .ancestral import posterior_coeffs
+from ..sde import posterior_coeffs
 from .._utils import check_real, noise_like
 from .base import Sampler, sqrt_
 
@@ -19,6 +19,7 @@ class DDIMSampler(Sampler):
     """DDIM with stochasticity η ∈ [0, 1]."""
 
     name = "ddim"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "discrete"  # family, for `scoresde compare`
 
     def __init__(self, eta: float = 0.0, **kwargs):

@@ -21,6 +21,7 @@ class EDMHeunSampler(Sampler):
     """Karras et al. (2022) Algorithm 2; S_churn = 0 (default) is their deterministic Algorithm 1."""
 
     name = "edm"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "ODE"  # family, for `scoresde compare` (with churn > 0 it draws noise, like an SDE solver)
     # Karras's σ grid. Measured: quadratic in t is better at 20–50 NFE on the linear VP (benchmarks/low_nfe.py)
     # but fails on the cosine schedule, whose σ changes violently near T (covariance error 2.8 at 50 steps).

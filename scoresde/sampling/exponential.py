@@ -31,6 +31,11 @@ class ExponentialIntegrator(Sampler):
     stochastic = False
     default_grid = "logsnr"
     max_order = 3
+    one_step_when = " (order=1)"  # higher orders reuse model outputs along the unprojected path
+
+    @property
+    def one_step(self) -> bool:
+        return self.order == 1
 
     def __init__(self, order: int = 2, lower_order_final: bool = True, **kwargs):
         super().__init__(**kwargs)

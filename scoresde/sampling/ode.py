@@ -28,8 +28,13 @@ class ODESampler(Sampler):
     """
 
     name = "ode"
+    one_step_when = " (method euler or heun)"  # the fixed-step methods; adaptive ones do not step on the grid
     kind = "ODE"  # family, for `scoresde compare`
     stochastic = False
+
+    @property
+    def one_step(self) -> bool:
+        return self.method in FIXED_STEP
 
     def __init__(self, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, max_nfe: int = 10_000,
                  **kwargs):

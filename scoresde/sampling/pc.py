@@ -34,6 +34,7 @@ class PCSampler(Sampler):
     """At each grid time: `n_corrector_steps` Langevin steps, then a predictor move to the next time."""
 
     name = "pc"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "SDE + corrector"  # family, for `scoresde compare`
 
     def __init__(self, predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,

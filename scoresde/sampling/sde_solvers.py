@@ -10,6 +10,7 @@ class ReverseDiffusionSampler(Sampler):
     forward step over [s, t] (`SDE.discretize` with dt = t − s)."""
 
     name = "reverse_diffusion"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "SDE"  # family, for `scoresde compare`
 
     def prepare(self, sde, ts):
@@ -24,6 +25,7 @@ class EulerMaruyamaSampler(Sampler):
     """Euler–Maruyama on dx = [f(t) x − g(t)² s_θ] dt + g(t) dw̄ with dt = −h (Song et al. 2021, Eq. 6)."""
 
     name = "euler_maruyama"
+    one_step_when = ""  # one step at a time from x alone: projection-based conditioning applies
     kind = "SDE"  # family, for `scoresde compare`
 
     def prepare(self, sde, ts):

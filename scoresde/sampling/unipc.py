@@ -42,6 +42,11 @@ class UniPCSampler(ExponentialIntegrator):
     """UniP-p predictor, with the UniC-p corrector unless corrector=False."""
 
     name = "unipc"  # default grid logsnr, as in the paper; measured 4% better than quadratic at order 2
+    one_step_when = " (order=1, corrector=False)"
+
+    @property
+    def one_step(self) -> bool:
+        return self.order == 1 and not self.corrector
 
     def __init__(self, variant: str = "bh2", corrector: bool = True, **kwargs):
         super().__init__(**kwargs)

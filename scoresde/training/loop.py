@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .. import builders, checkpoint
+from .. import builders, checkpoint, families
 from .._utils import progress
-from ..config import from_json, to_json, validate
+from ..config import _get, _keys, from_json, to_json, validate
 from ..data import stream_generator
+from ..plots import save_samples
 from ..run import Run, select_device
 from .ema import EMA
 
@@ -77,147 +78,21 @@ class Logger:
             self.tb.close()
 
 
-# What may change when a run is resumed: how long and where it trains, how often it logs, and how it samples and
-# evaluates. Every other key (a section's name stands for all its keys) defines the run, including the keys of
-# sections added later, so a new family's settings are protected without being listed here.
-MAY_CHANGE_ON_RESUME = ("training.n_iters", "training.device", "training.mixed_precision", "training.ema_warmup",
-                        "training.log_every", "training.eval_every", "training.sample_every", "training.save_every",
-                        "training.snapshot_every", "sampling", "eval")
-
-
-def run_defining(key: str) -> bool:
-    """Whether a dotted config key defines the run (a change on resume is refused)."""
-    return not any(key == k or key.startswith(k + ".") for k in MAY_CHANGE_ON_RESUME)
-
-
 def _check_workdir_config(workdir: Path, config) -> None:
     """A workdir holds one run: resuming with a different run-defining config is refused."""
     saved = workdir / "config.json"
     if not saved.exists():
         return
-    old, new = from_json(saved.read_text()).to_dict(), config.to_dict()
-    diffs = [f"{s}.{k}: {old[s][k]!r} -> {new[s][k]!r}" for s in new for k in new[s]
-             if old[s][k] != new[s][k] and run_defining(f"{s}.{k}")]
+    old = from_json(saved.read_text())
+    changed = [k for k in _keys(config.to_dict()) if _get(old, k) != _get(config, k)]
+    diffs = [f"{k}: {_get(old, k)!r} -> {_get(config, k)!r}" for k in changed if families.run_defining(config, k)]
     if diffs:
+        may_change = families.MAY_CHANGE_ON_RESUME + tuple(families.get_family(config).may_change)
         raise ValueError(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use a new --workdir, "
-                         f"or keep these keys as they were (only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
-    if old["optim"]["schedule"] == "cosine" and old["training"]["n_iters"] != new["training"]["n_iters"]:
+                         f"or keep these keys as they were (only {', '.join(may_change)} may change)")
+    if old.optim.schedule == "cosine" and old.training.n_iters != config.training.n_iters:
         print(f"note: optim.schedule='cosine' reaches 0 at training.n_iters, which changed from "
-              f"{old['training']['n_iters']} to {new['training']['n_iters']}: the learning rate jumps on resume")
-
-
-def image_grid(x: torch.Tensor, min_size: int = 320, gap: int = 1) -> torch.Tensor:
-    """Tile images [N, C, H, W] in [0, 1] into one picture [rows·(H + gap) − gap, cols·(W + gap) − gap(, C)], with
-    `gap` white pixels between tiles (so digits do not run into stripes) and white where tiles are missing.
-
-    Small grids are enlarged by an integer factor (nearest neighbour) to at least `min_size` pixels,
-    so 8×8 digits are visible.
-    """
-    n, c, h, w = x.shape
-    cols = int(n**0.5 + 0.999)
-    rows = (n + cols - 1) // cols
-    grid = torch.ones(rows * cols, c, h + gap, w + gap)
-    grid[:n, :, :h, :w] = x
-    grid = grid.reshape(rows, cols, c, h + gap, w + gap).permute(0, 3, 1, 4, 2)
-    grid = grid.reshape(rows * (h + gap), cols * (w + gap), c)[:rows * (h + gap) - gap, :cols * (w + gap) - gap]
-    scale = max(1, -(-min_size // max(grid.shape[:2])))
-    return grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1).squeeze(-1)
-
-
-def image_strip(x: torch.Tensor, gap: int = 1) -> torch.Tensor:
-    """Images [k, C, H, W] side by side as one [C, H, k·(W + gap) − gap], with `gap` white columns between them."""
-    k, c, h, w = x.shape
-    strip = torch.ones(k, c, h, w + gap, dtype=x.dtype)
-    strip[..., :w] = x
-    return strip.permute(1, 2, 0, 3).reshape(c, h, k * (w + gap))[..., :k * (w + gap) - gap]
-
-
-def save_samples(x: torch.Tensor, run: Run, path: Path) -> Path | None:
-    """A PNG grid (images) or scatter plot (2-D points) of a run's samples; needs matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = run.to_display(x.detach().float().cpu())
-    if run.is_image:
-        plt.imsave(path, image_grid(x).numpy(), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
-    else:
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
-        lim = float(run.data.eval_data.abs().max()) * 1.2
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=path.stem)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-    return path
-
-
-def save_guidance_grid(x: torch.Tensor, labels, ws, run: Run, path: Path, per_cell: int = 6,
-                       note: str = "") -> Path | None:
-    """A picture of samples x [L, W, n, ...]: a row per class, a column per guidance scale w (per_cell samples
-    per cell; 2-D points: a scatter plot per cell); needs matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows, cols = len(labels), len(ws)
-    k = min(per_cell, x.shape[2])
-    width = 0.55 * k if run.is_image else 2.2
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 0.6, (0.7 if run.is_image else 2.2) * rows + 0.5),
-                             squeeze=False, layout="constrained")
-    for i, y in enumerate(labels):
-        for j, w in enumerate(ws):
-            ax, cell = axes[i][j], run.to_display(x[i, j].detach().float().cpu())
-            if run.is_image:
-                strip = image_strip(cell[:k])  # [C, H, k·(W + 1) − 1]
-                ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
-                          vmin=0, vmax=1, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-            else:
-                ax.scatter(cell[:, 0], cell[:, 1], s=1, alpha=0.4)
-                lim = float(run.data.eval_data.abs().max()) * 1.2
-                ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
-            if i == 0:
-                ax.set_title(f"w = {w:g}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"class {y}", fontsize=9)
-    fig.suptitle("rows: classes; columns: classifier-free guidance w (0: conditional)" + note, fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def save_rows(rows: dict, run: Run, path: Path, title: str = "", per_row: int = 12) -> Path | None:
-    """A picture with one labelled row of images per entry of rows {name: images [N, C, H, W]} (the first
-    per_row of each; e.g. input | result | ground truth for super-resolution and inpainting); needs matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    k = min(per_row, *(len(x) for x in rows.values()))
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.6 * k + 1.2, 0.75 * len(rows) + 0.4), squeeze=False,
-                             layout="constrained")
-    for ax, (name, x) in zip(axes[:, 0], rows.items()):
-        strip = image_strip(run.to_display(x[:k].detach().float().cpu()))  # [C, H, k·(W + 1) − 1]
-        ax.imshow(strip.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if strip.shape[0] == 1 else None,
-                  vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+              f"{old.training.n_iters} to {config.training.n_iters}: the learning rate jumps on resume")
 
 
 class Trainer:
@@ -234,10 +109,10 @@ class Trainer:
         self.device, t = self.dist.device, config.training
         if t.batch_size % self.dist.world:
             raise ValueError(f"config.training.batch_size={t.batch_size} must be divisible by the {self.dist.world} processes")
-        self.family = builders.get_family(config)  # Gaussian SDEs or D3PM: what the config builds
+        self.family = families.get_family(config)  # what kind of model the config builds
         self.data = self.family.data(config)
         builders.check_labels(config, self.data)
-        self.prior = builders.data_prior(config, self.data)  # PriorGrad's prior (None: N(0, I)), saved with the run
+        self.prior = self.family.prior(config, self.data)  # PriorGrad's prior (None: N(0, I)), saved with the run
         self.sde = self.family.process(config)
         if self.prior is not None:
             self.sde = self.sde.with_prior(self.prior)
@@ -338,7 +213,7 @@ class Trainer:
 
     def sample(self, n: int | None = None, sampler=None, seed: int = 0):
         """Samples from the EMA model: returns (x, nfe). A conditional model draws the classes in turn (w = 0);
-        SR3 super-resolves the first n held-out images."""
+        the family's sample_inputs give what else a sample needs (an image condition)."""
         n = n or self.config.sampling.n
         return self.run.sample(n, sampler or self.sampler, seed=seed, **self.family.sample_inputs(self.run, n))
 
