@@ -243,6 +243,7 @@ def test_bad_inputs_raise_with_the_key_and_the_choices():
         score_fn_from_diffusers(unet, scoresde.VESDE())
 
 
+@pytest.mark.slow  # starts a Python process
 def test_import_scoresde_does_not_import_diffusers():
     code = "import sys, scoresde, scoresde.diffusers_interop; assert 'diffusers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -49,6 +49,8 @@ def _cases(sdes, failures):
     for case in CASES:
         for sde in sdes:
             marks = [pytest.mark.xfail(strict=True, reason=failures[case, sde])] if (case, sde) in failures else []
+            if case.startswith("torchsde"):  # 200 steps of torchsde's Python loop: seconds each
+                marks.append(pytest.mark.slow)
             yield pytest.param(case, sde, marks=marks, id=f"{case}-{sde}")
 
 
@@ -118,6 +120,7 @@ def test_dpm_solver_order_one_is_ddim(sde_name):
     assert torch.allclose(run("dpm_solver", order=1, grid="uniform"), run("ddim"), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # a Monte-Carlo convergence study: 11 s per SDE on 2 cores
 @pytest.mark.parametrize("sde_name", ["vp", "subvp"])
 def test_euler_maruyama_weak_order_one(sde_name):
     """Weak error of Var(x_eps) for 1-D Gaussian data halves when the steps double: order in [0.8, 1.3].
@@ -270,6 +273,7 @@ def test_every_registered_sampler_is_covered():
     assert {name for name, _ in CASES.values()} == set(SAMPLERS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("brownian", ["interval", "tree"])
 def test_torchsde_brownian_objects(brownian):
     """Each of torchsde's Brownian motions samples the 16-D Gaussian (same tolerance as test_gaussian_moments)."""

@@ -38,6 +38,7 @@ def test_timestep_maps_ddpm_grid_to_indices():
     assert torch.equal(sde.timestep(t), torch.arange(1000))
 
 
+@pytest.mark.slow  # simulates the forward SDE: 2 s per SDE
 @pytest.mark.parametrize("name", list(SDES))
 def test_marginal_prob_matches_simulated_forward_sde(name):
     """Mean and std of 20 000 fine Euler–Maruyama paths agree with marginal_prob at t = 0.05, 0.3, 0.9."""
