@@ -52,8 +52,29 @@ def build_unet(c, data_shape, cond_channels: int = 0):
                 out_channels=data_shape[0] * (2 if c.learned_variance else 1), cond_channels=cond_channels)
 
 
-# config.model.name -> builder (config.model, per-sample data shape) -> network
-MODELS = {"mlp": _mlp, "unet": build_unet}
+def _ncsnpp(c, data_shape, sde=None, continuous=True, centered=True):
+    """NCSN++ / DDPM++ (config.model.ncsnpp), fed score_sde's conditioning input for config.sde."""
+    from .models.ncsnpp import NCSNpp, NoiseConditioned
+    if len(data_shape) != 3:
+        raise ValueError(f"config.model.name='ncsnpp' needs images [C, H, W], got per-sample shape {data_shape}")
+    n = c.ncsnpp
+    net = NCSNpp(in_channels=data_shape[0], resolution=data_shape[-1], nf=c.ch, ch_mult=tuple(c.ch_mult),
+                 num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
+                 resamp_with_conv=n.resamp_with_conv, conditional=n.conditional, fir=n.fir,
+                 fir_kernel=tuple(n.fir_kernel), skip_rescale=c.skip_rescale, resblock=n.resblock,
+                 progressive=n.progressive, progressive_input=n.progressive_input,
+                 progressive_combine=n.progressive_combine, init_scale=n.init_scale,
+                 embedding="fourier" if c.embedding == "fourier" else "positional", fourier_scale=c.fourier_scale,
+                 scale_by_sigma=n.scale_by_sigma, nonlinearity=n.nonlinearity, centered=centered,
+                 out_channels=data_shape[0] * (2 if c.learned_variance else 1))
+    if sde is not None and sde.type == "ve":
+        return NoiseConditioned(net, "sigma", sigma_min=sde.sigma_min, sigma_max=sde.sigma_max)
+    return NoiseConditioned(net, "time" if continuous else "index")
+
+
+# config.model.name -> builder (config.model, per-sample data shape, config.sde, continuous, centered) -> network
+MODELS = {"mlp": lambda c, shape, *run: _mlp(c, shape), "unet": lambda c, shape, *run: build_unet(c, shape),
+          "ncsnpp": _ncsnpp}
 
 
 def check_labels(config, data) -> None:
@@ -68,9 +89,10 @@ def check_labels(config, data) -> None:
                          f"classes; set config.model.num_classes={data.num_classes}")
 
 
-def build_model(c, data_shape) -> torch.nn.Module:
-    """config.model and the data's per-sample shape → a network."""
-    return MODELS[check_choice(c.name, "config.model.name", MODELS)](c, tuple(data_shape))
+def build_model(c, data_shape, sde=None, continuous: bool = True, centered: bool = True) -> torch.nn.Module:
+    """config.model and the data's per-sample shape → a network; NCSN++ also reads config.sde (`sde`), the time
+    convention and the data range for its conditioning input and its input scaling."""
+    return MODELS[check_choice(c.name, "config.model.name", MODELS)](c, tuple(data_shape), sde, continuous, centered)
 
 
 def build_score_fn(model, sde, config):

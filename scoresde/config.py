@@ -44,6 +44,13 @@ def default_config() -> ml_collections.ConfigDict:
         num_classes=0,            # > 0: class-conditional model (labels from the data; K = "no label"), or a
                                   # classifier's classes (family="classifier": a noise-aware classifier p(y | x_t, t))
         learned_variance=False,   # a second output v: Σ = exp(v log β + (1 − v) log β̃) (needs loss.objective vlb/hybrid)
+        ncsnpp=dict(              # name="ncsnpp": NCSN++ / DDPM++ as score_sde builds them (scoresde.models.ncsnpp)
+            resblock="biggan",    # "biggan" (resampling in the block) or "ddpm"
+            fir=True, fir_kernel=(1, 3, 3, 1),  # FIR resampling (False: nearest / average)
+            progressive="none", progressive_input="residual", progressive_combine="sum",  # the pyramids
+            resamp_with_conv=True, conditional=True, init_scale=0.0, nonlinearity="swish",
+            scale_by_sigma=False,  # True: the output divided by σ(t) is a score (VE; needs parameterization="score")
+        ),
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.sde.prior = "standard"        # "data": a prior N(μ, diag σ²) measured on training data (Lee et al. 2022)
@@ -84,6 +91,11 @@ CHOICES = {
     "optim.schedule": ("constant", "cosine"),
     "sde.prior": ("standard", "data"),
     "model.name": ("mlp", "unet", "ncsnpp"),
+    "model.ncsnpp.resblock": ("biggan", "ddpm"),
+    "model.ncsnpp.progressive": ("none", "output_skip", "residual"),
+    "model.ncsnpp.progressive_input": ("none", "input_skip", "residual"),
+    "model.ncsnpp.progressive_combine": ("sum", "cat"),
+    "model.ncsnpp.nonlinearity": ("swish", "elu", "relu", "lrelu"),
     "model.parameterization": ("eps", "score", "x0", "v"),
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood", "v"),
@@ -180,14 +192,24 @@ def validate(config) -> ml_collections.ConfigDict:
     _check_objective(config)
     family.check(config)
     if config.model.name == "ncsnpp":
-        raise ValueError("config.model.name='ncsnpp': the NCSN++ architecture is not implemented in scoresde yet; "
-                         "use model.name='unet' (DDPM++-style with skip_rescale=True, embedding='fourier') instead")
+        _check_ncsnpp(config)
     try:  # the sampler a run uses at the end is checked before it starts
         family.sampler(config)
     except ValueError as e:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
+
+
+def _check_ncsnpp(config) -> None:
+    """NCSN++'s scale_by_sigma makes its output a score, of the noise level σ that only the Fourier embedding sees."""
+    m = config.model
+    if m.ncsnpp.scale_by_sigma and (m.parameterization != "score" or m.embedding != "fourier"):
+        raise ValueError(f"config.model.ncsnpp.scale_by_sigma=True divides the output by σ: it needs "
+                         f"config.model.parameterization='score' and config.model.embedding='fourier', got "
+                         f"{m.parameterization!r} and {m.embedding!r}; set scale_by_sigma=False for an ε-network")
+    if len(m.ncsnpp.fir_kernel) < 2 or not all(isinstance(k, (int, float)) and k > 0 for k in m.ncsnpp.fir_kernel):
+        raise ValueError(f"config.model.ncsnpp.fir_kernel must be two or more positive taps, got {m.ncsnpp.fir_kernel!r}")
 
 
 def _check_objective(config) -> None:

@@ -394,3 +394,7 @@ def test_priorgrad_wraps_any_sde_and_keeps_its_process(sde_name):
     assert base.given(torch.tensor([0, 1])) is base and base.whiten(t) is t
     with pytest.raises(TypeError, match="prior must be a scoresde.prior.GaussianPrior or ClassPrior, got"):
         base.with_prior({"mean": 0.0})
+    assert sde.whitened_score(lambda x, t: x).whitened and not base.whitened_score(lambda x, t: x).whitened
+    import copy
+    clone = copy.deepcopy(sde)  # copying builds the object before its fields: no lookup may recurse
+    assert isinstance(clone, PriorSDE) and torch.equal(clone.prior.mean, prior.mean)

@@ -76,7 +76,8 @@ def _held_out_labels(run, n):
 GAUSSIAN = Family(
     name="gaussian", description="a score model of a Gaussian SDE (vp, subvp, ve; config.sde.type)",
     data=builders.build_data_from_config, process=lambda config: builders.build_sde(config.sde),
-    model=lambda config, shape: builders.build_model(config.model, shape), score_fn=builders.build_score_fn,
+    model=lambda config, shape: builders.build_model(config.model, shape, config.sde, config.loss.continuous,
+                                                    config.data.centered), score_fn=builders.build_score_fn,
     loss_fn=builders.build_loss_fn, sampler=builders.build_sampler, to_display=gaussian_display, evaluate=evaluate,
     bits_per_dim=ode_bits_per_dim, given=lambda sde, y: sde.given(y), prior=builders.data_prior,
     held_out_condition=_held_out_labels, sample_inputs=labels_in_turn, check=check)
