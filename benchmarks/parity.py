@@ -1,6 +1,13 @@
 """Parity of scoresde's networks with the originals: identical weights, the same input, the same output.
 
     python benchmarks/parity.py --score-sde PATH     # PATH: a checkout of yang-song/score_sde_pytorch
+    python benchmarks/parity.py --edm PATH           # PATH: a checkout of NVlabs/edm
+    python benchmarks/parity.py --diffusers          # diffusers from the package index
+
+It then writes a checkpoint as score_sde's training does (its ExponentialMovingAverage and optimiser state, the
+DataParallel-wrapped model, the four keys of its utils.save_checkpoint, which imports TensorFlow and so is not
+called), imports it with `scoresde import score_sde` and compares the imported run's network with score_sde's
+network carrying its EMA weights.
 
 For each variant of NCSN++ / DDPM++ the benchmark builds score_sde's own `ncsnpp` model from a score_sde config,
 copies its random weights into scoresde's NCSNpp through `score_sde_key_map()`, runs both on the same batch and
@@ -99,11 +106,156 @@ def score_sde_config(changes: dict, size: int, small: bool):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--score-sde", required=True, type=Path, help="a checkout of score_sde_pytorch")
+    parser.add_argument("--score-sde", type=Path, default=None, help="a checkout of score_sde_pytorch")
+    parser.add_argument("--edm", type=Path, default=None, help="a checkout of NVlabs/edm")
+    parser.add_argument("--diffusers", action="store_true", help="a ScoreSdeVePipeline that diffusers saves")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    if args.score_sde is None and args.edm is None and not args.diffusers:
+        parser.error("give --score-sde PATH, --edm PATH and/or --diffusers")
+    rows = edm_parity(args.edm, args.batch) if args.edm else []
+    if args.diffusers:
+        rows.append(diffusers_check(args.batch))
+    if args.score_sde is not None:
+        rows += score_sde_parity(args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+# EDM's networks: (preconditioner, its keyword arguments) per variant, at 16 or 32 pixels
+EDM_VARIANTS = {
+    "VPPrecond + SongUNet (DDPM++, EDM config A/B)": ("VPPrecond", dict(model_type="SongUNet", embedding_type="positional",
+                                                     encoder_type="standard", decoder_type="standard",
+                                                     channel_mult_noise=1, resample_filter=[1, 1], model_channels=32,
+                                                     channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8])),
+    "VEPrecond + SongUNet (NCSN++)": ("VEPrecond", dict(model_type="SongUNet", embedding_type="fourier",
+                                     encoder_type="residual", decoder_type="standard", channel_mult_noise=2,
+                                     resample_filter=[1, 3, 3, 1], model_channels=32, channel_mult=[1, 2],
+                                     num_blocks=1, attn_resolutions=[8])),
+    "EDMPrecond + SongUNet, skip encoder and decoder, 10 classes": (
+        "EDMPrecond", dict(model_type="SongUNet", embedding_type="fourier", encoder_type="skip", decoder_type="skip",
+                           channel_mult_noise=2, resample_filter=[1, 3, 3, 1], model_channels=32, channel_mult=[1, 2, 2],
+                           num_blocks=1, attn_resolutions=[8], label_dim=10)),
+    "EDMPrecond + DhariwalUNet (ADM), 10 classes": ("EDMPrecond", dict(model_type="DhariwalUNet", model_channels=64,
+                                                   channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8],
+                                                   label_dim=10)),
+    "iDDPMPrecond + DhariwalUNet": ("iDDPMPrecond", dict(model_type="DhariwalUNet", model_channels=64,
+                                   channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8])),
+    "EDMPrecond + SongUNet, CIFAR-10 size (EDM config F)": (
+        "EDMPrecond", dict(model_type="SongUNet", embedding_type="positional", encoder_type="standard",
+                           decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1], model_channels=128,
+                           channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16], dropout=0.13)),
+}
+
+
+def edm_parity(peer: Path, batch: int) -> list[dict]:
+    """Each EDM preconditioned network against scoresde's, on EDM's weights."""
+    sys.path.insert(0, str(peer))
+    from training import networks as theirs
+
+    from scoresde.models import edm as ours
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU, batch {batch}; EDM: {peer}")
+    print("| EDM network | parameters (EDM) | parameters (scoresde) | relative error | seconds |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for name, (precond, kwargs) in EDM_VARIANTS.items():
+        size = 32 if "CIFAR" in name else 16
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        net = getattr(theirs, precond)(img_resolution=size, img_channels=3, **kwargs).eval()
+        mine = ours.PRECONDITIONERS[precond](img_resolution=size, img_channels=3, **kwargs).eval()
+        mine.load_state_dict(net.state_dict(), strict=True)  # the same names: the state dict loads as it is
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(batch, 3, size, size, generator=g)
+        sigma = torch.exp(torch.rand(batch, generator=g) * 8 - 4)
+        labels = torch.eye(10)[torch.randint(10, (batch,), generator=g)] if kwargs.get("label_dim") else None
+        a, b = net(x, sigma, labels), mine(x, sigma, labels)
+        error = ((a - b).norm() / a.norm()).item()
+        n_theirs, n_ours = (sum(p.numel() for p in m.parameters()) for m in (net, mine))
+        seconds = time.perf_counter() - start
+        rows.append({"variant": name, "params_edm": n_theirs, "params_scoresde": n_ours, "relative_error": error,
+                     "seconds": seconds})
+        print(f"| {name} | {n_theirs:,} | {n_ours:,} | {error:.1e} | {seconds:.1f} |", flush=True)
+    rows.append(edm_import_check(theirs, batch))
+    return rows
+
+
+def edm_import_check(theirs, batch: int) -> dict:
+    """A network snapshot pickled as EDM's training loop pickles it (its EMA network, EDMLoss, AugmentPipe and the
+    dataset arguments), imported through the CLI, against EDM's network."""
+    import pickle
+    import tempfile
+
+    import dnnlib
+    from training.augment import AugmentPipe
+    from training.loss import EDMLoss
+
+    import scoresde
+    from scoresde.cli import main as scoresde_main
+
+    kwargs = dict(img_resolution=32, img_channels=3, label_dim=10, model_type="SongUNet", embedding_type="positional",
+                  encoder_type="standard", decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1],
+                  model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16], dropout=0.13,
+                  augment_dim=9, use_fp16=False)  # EDM's cond. CIFAR-10 configuration F
+    torch.manual_seed(0)
+    net = theirs.EDMPrecond(**kwargs).eval().requires_grad_(False)
+    data = dict(ema=net, loss_fn=EDMLoss(), augment_pipe=AugmentPipe(p=0.12, xflip=1e8, yflip=1, scale=1, rotate_frac=1,
+                                                                       aniso=1, translate_frac=1),
+                dataset_kwargs=dnnlib.EasyDict(path="datasets/cifar10-32x32.zip", use_labels=True, xflip=False))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "network-snapshot-000000.pkl"
+        with open(path, "wb") as f:
+            pickle.dump(data, f)
+        start = time.perf_counter()
+        scoresde_main(["import", "edm", str(path), "--workdir", str(Path(folder) / "run")])
+        run = scoresde.load_run(Path(folder) / "run", device="cpu")
+        seconds = time.perf_counter() - start
+    g = torch.Generator().manual_seed(2)
+    x, sigma = torch.randn(batch, 3, 32, 32, generator=g), torch.exp(torch.rand(batch, generator=g) * 8 - 4)
+    labels = torch.eye(10)[torch.randint(10, (batch,), generator=g)]
+    a, b = net(x, sigma, labels), run.model.precond(x, sigma, labels)
+    error = ((a - b).norm() / a.norm()).item()
+    print(f"import: EDM network pickle (EDMPrecond + SongUNet, 10 classes) -> scoresde run in {seconds:.1f} s; "
+          f"relative error of the imported denoiser against EDM's: {error:.1e}")
+    return {"variant": "import edm EDMPrecond", "relative_error": error, "seconds": seconds}
+
+
+def diffusers_check(batch: int) -> dict:
+    """A ScoreSdeVePipeline saved by diffusers (google/ncsnpp-*'s layout, small), imported through the CLI: the run's
+    score against the pipeline's UNet at σ(t)."""
+    import tempfile
+
+    import diffusers
+
+    import scoresde
+    from scoresde.cli import main as scoresde_main
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+                                 block_out_channels=(64, 128, 128), time_embedding_type="fourier",
+                                 down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipDownBlock2D"),
+                                 up_block_types=("SkipUpBlock2D", "AttnSkipUpBlock2D", "SkipUpBlock2D"),
+                                 norm_num_groups=32).eval()
+    scheduler = diffusers.ScoreSdeVeScheduler(sigma_min=0.01, sigma_max=50.0, num_train_timesteps=2000)
+    with tempfile.TemporaryDirectory() as folder:
+        diffusers.ScoreSdeVePipeline(unet=unet, scheduler=scheduler).save_pretrained(folder + "/pipe")
+        start = time.perf_counter()
+        scoresde_main(["import", "diffusers", folder + "/pipe", "--workdir", folder + "/run"])
+        run = scoresde.load_run(folder + "/run", device="cpu")
+        seconds = time.perf_counter() - start
+    g = torch.Generator().manual_seed(2)
+    x, t = torch.randn(batch, 3, 32, 32, generator=g), torch.rand(batch, generator=g)
+    a, b = unet(x, 0.01 * (50.0 / 0.01) ** t).sample, run.score_fn(x, t)
+    error = ((a - b).norm() / a.norm()).item()
+    print(f"import: diffusers ScoreSdeVePipeline (UNet2DModel with skip blocks, Fourier embedding) -> scoresde run in "
+          f"{seconds:.1f} s; relative error of the run's score against the pipeline's UNet: {error:.1e}")
+    return {"variant": "import diffusers ScoreSdeVePipeline", "relative_error": error, "seconds": seconds}
+
+
+def score_sde_parity(args) -> list[dict]:
     stub_op(args.score_sde)
     shim_interpolate()
     sys.path.insert(0, str(args.score_sde))
@@ -151,8 +303,48 @@ def main():
         rows.append({"variant": name, "params_score_sde": n_theirs, "params_scoresde": n_ours, "relative_error": error,
                      "seconds": seconds})
         print(f"| {name} | {n_theirs:,} | {n_ours:,} | {error} | {seconds:.1f} |", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    rows.append(import_check(args.batch))
+    return rows
+
+
+def import_check(batch: int) -> dict:
+    """A checkpoint in score_sde's training layout, imported through the CLI, against score_sde's EMA network."""
+    import tempfile
+
+    from models import utils as their_utils
+    from models.ema import ExponentialMovingAverage
+
+    import scoresde
+    from scoresde.cli import main as scoresde_main
+
+    config = score_sde_config({"centered": False}, 32, small=False)  # ve/cifar10_ncsnpp_continuous: data in [0, 1]
+    torch.manual_seed(0)
+    net = their_utils.get_model("ncsnpp")(config)
+    model = torch.nn.DataParallel(net)  # as score_sde trains: its keys start with "module."
+    ema = ExponentialMovingAverage(model.parameters(), decay=0.999)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    with torch.no_grad():
+        for p in model.parameters():  # a step away from the EMA, so that the two weight sets differ
+            p.add_(0.01 * torch.randn_like(p))
+    ema.update(model.parameters())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoint_7.pth"
+        torch.save({"optimizer": optimizer.state_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
+                    "step": 7}, path)
+        start = time.perf_counter()
+        scoresde_main(["import", "score_sde", str(path), "--config", "ve/ncsnpp_cifar10_continuous",
+                       "--workdir", str(Path(folder) / "run")])
+        run = scoresde.load_run(Path(folder) / "run", device="cpu")
+        seconds = time.perf_counter() - start
+    ema.copy_to(model.parameters())
+    net.eval()
+    g = torch.Generator().manual_seed(2)
+    x, sigma = torch.randn(batch, 3, 32, 32, generator=g), torch.exp(torch.rand(batch, generator=g) * 8 - 4)
+    a, b = net(x, sigma), run.model.net(x, sigma)
+    error = ((a - b).norm() / a.norm()).item()
+    print(f"import: score_sde checkpoint (EMA weights, step {run.step}) -> scoresde run in {seconds:.1f} s; relative "
+          f"error of the imported network against score_sde's EMA network: {error:.1e}")
+    return {"variant": "import ve/cifar10_ncsnpp_continuous", "relative_error": error, "seconds": seconds}
 
 
 if __name__ == "__main__":

@@ -72,9 +72,47 @@ def _ncsnpp(c, data_shape, sde=None, continuous=True, centered=True):
     return NoiseConditioned(net, "time" if continuous else "index")
 
 
+def _edm(c, data_shape, sde=None, continuous=True, centered=True):
+    """An EDM network (config.model.edm: its preconditioner and constructor arguments) as an x₀-prediction of t."""
+    import json
+    from .models.edm import PRECONDITIONERS, EDMDenoiser
+    kwargs = json.loads(c.edm.kwargs)
+    precond = PRECONDITIONERS[check_choice(c.edm.precond, "config.model.edm.precond", PRECONDITIONERS)](**kwargs)
+    if tuple(precond.data_shape) != tuple(data_shape):
+        raise ValueError(f"config.model.edm.kwargs give images {list(precond.data_shape)}, but the data are "
+                         f"{list(data_shape)}")
+    return EDMDenoiser(precond, build_sde(sde) if sde is not None else VESDE(sigma_min=0.002, sigma_max=80.0))
+
+
+class _DiffusersUNet(torch.nn.Module):
+    """A diffusers UNet2DModel called as scoresde calls a network: with σ(t) of the VE SDE ("sigma"; the UNet
+    returns the score) or with DDPM's step index ("index")."""
+
+    def __init__(self, unet, input: str, sigma_min: float, sigma_max: float, shape):
+        super().__init__()
+        self.unet, self.input, self.sigma_min, self.sigma_max = unet, input, sigma_min, sigma_max
+        self.data_shape, self.num_classes = tuple(shape), None
+
+    def forward(self, x, t):
+        cond = self.sigma_min * (self.sigma_max / self.sigma_min) ** t if self.input == "sigma" else t
+        return self.unet(x, cond).sample
+
+
+def _diffusers(c, data_shape, sde=None, continuous=True, centered=True):
+    """A diffusers UNet2DModel from config.model.diffusers.config (its config.json), built by diffusers."""
+    import json
+    try:
+        from diffusers import UNet2DModel
+    except ImportError:
+        raise ImportError("config.model.name='diffusers' needs diffusers: pip install 'scoresde[diffusers]'") from None
+    unet = UNet2DModel.from_config(json.loads(c.diffusers.config))
+    return _DiffusersUNet(unet, c.diffusers.input, sde.sigma_min if sde is not None else 0.01,
+                          sde.sigma_max if sde is not None else 1348.0, data_shape)
+
+
 # config.model.name -> builder (config.model, per-sample data shape, config.sde, continuous, centered) -> network
 MODELS = {"mlp": lambda c, shape, *run: _mlp(c, shape), "unet": lambda c, shape, *run: build_unet(c, shape),
-          "ncsnpp": _ncsnpp}
+          "ncsnpp": _ncsnpp, "edm": _edm, "diffusers": _diffusers}
 
 
 def check_labels(config, data) -> None:

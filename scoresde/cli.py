@@ -1,4 +1,4 @@
-"""The `scoresde` command: train, sample, eval and compare runs. `scoresde <command> --help` lists every flag.
+"""The `scoresde` command: train, sample, eval, compare and import runs. `scoresde <command> --help` lists every flag.
 
 A mistake a user can make (a bad flag, config or workdir) prints one line and exits with status 2
 (set SCORESDE_DEBUG=1 for the traceback).
@@ -78,6 +78,44 @@ def _add_eval(sub):
                         "dequantised bits/dim (not a likelihood of the data; it can be negative)")
 
 
+def _add_import(sub):
+    p = sub.add_parser("import", help="import a published checkpoint as a scoresde run (weights only)",
+                       description="Write a published checkpoint as a scoresde run in WORKDIR: the weights are read "
+                                   "with torch.load(weights_only=True), never any code. Then sample, eval and "
+                                   "compare it like a trained run. Override config keys with --config.KEY=VALUE.")
+    p.add_argument("source", help="where the checkpoint comes from: score_sde, edm or diffusers")
+    p.add_argument("checkpoint", help="the checkpoint: score_sde's checkpoint_N.pth, EDM's network-snapshot-*.pkl, or "
+                                      "a diffusers pipeline folder")
+    p.add_argument("--config", default=None,
+                   help="score_sde: the scoresde config of the same model, a file or a name under configs/, e.g. "
+                        "vp/ddpmpp_cifar10_continuous (edm: read from the pickle)")
+    p.add_argument("--workdir", required=True, help="the run folder to write")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"],
+                   help="ema: the EMA weights, as the original samples (default); model: the raw weights")
+
+
+def _config_file(name: str) -> str:
+    """A config file path, or a name under the repository's configs/ (with or without .py)."""
+    from pathlib import Path as P
+    if P(name).is_file():
+        return name
+    configs = P(__file__).resolve().parents[1] / "configs"
+    for candidate in (configs / name, configs / f"{name}.py"):
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"config {name!r} is neither a file nor a name under {configs}")
+
+
+def cmd_import(args, overrides):
+    from .config import apply_overrides, load_config
+    from .importers import import_run
+
+    config = apply_overrides(load_config(_config_file(args.config)), overrides) if args.config else None
+    workdir = import_run(args.source, args.checkpoint, args.workdir, config=config, weights=args.weights)
+    print(f"imported {args.checkpoint} ({args.source}, {args.weights} weights) as a scoresde run in {workdir}: "
+          f"scoresde sample --workdir {workdir}")
+
+
 def cmd_train(args, overrides):
     from .config import apply_overrides, load_config
     from .training import Trainer
@@ -118,8 +156,8 @@ def cmd_sample(args):
         spec = options["respacing"]
         steps = f"respaced-{spec.replace(',', '-')}" if isinstance(spec, str) else f"respaced-list{len(spec)}"
     if run.family.conditioning != "labels" and (args.labels is not None or args.classifier or args.guidance != "0"):
-        raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs; this is a "
-                         f"{run.family.name} run ({run.family.description})")
+        raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs; this run's family "
+                         f"is {run.family.name} ({run.family.description})")
     classifier = load_run(args.classifier, run.device) if args.classifier else None
     classes = run.num_classes or (classifier.num_classes if classifier is not None else 0)
     print(run.family.sample_command(run, sampler, name=name, steps=steps, n=args.n, seed=args.seed,
@@ -154,13 +192,14 @@ def main(argv=None):
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_import(sub)
     from .cli_compare import add_parser as add_compare
     add_compare(sub)
     args, rest = parser.parse_known_args(argv)
     format_warning, warnings.formatwarning = warnings.formatwarning, _one_line_warnings
     try:
-        if args.command == "train":
-            cmd_train(args, rest)
+        if args.command in ("train", "import"):
+            (cmd_train if args.command == "train" else cmd_import)(args, rest)
             return
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -51,6 +51,14 @@ def default_config() -> ml_collections.ConfigDict:
             resamp_with_conv=True, conditional=True, init_scale=0.0, nonlinearity="swish",
             scale_by_sigma=False,  # True: the output divided by σ(t) is a score (VE; needs parameterization="score")
         ),
+        diffusers=dict(           # name="diffusers": a diffusers UNet2DModel, as `scoresde import diffusers` writes it
+            config="{}",          # its config.json, as JSON
+            input="sigma",        # what it is called with: "sigma" (ScoreSdeVe: σ(t)) or "index" (DDPM's step)
+        ),
+        edm=dict(                 # name="edm": an EDM network (scoresde.models.edm), as `scoresde import edm` writes it
+            precond="EDMPrecond",  # VPPrecond, VEPrecond, iDDPMPrecond or EDMPrecond
+            kwargs="{}",          # its constructor's keyword arguments, as JSON (img_resolution, model_type, ...)
+        ),
     )
     c.sde = dict(type="vp", schedule="linear", beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50.0, N=1000)
     c.sde.prior = "standard"        # "data": a prior N(μ, diag σ²) measured on training data (Lee et al. 2022)
@@ -90,7 +98,9 @@ CHOICES = {
     "sde.schedule": ("linear", "cosine"),
     "optim.schedule": ("constant", "cosine"),
     "sde.prior": ("standard", "data"),
-    "model.name": ("mlp", "unet", "ncsnpp"),
+    "model.name": ("mlp", "unet", "ncsnpp", "edm", "diffusers"),
+    "model.diffusers.input": ("sigma", "index"),
+    "model.edm.precond": ("VPPrecond", "VEPrecond", "iDDPMPrecond", "EDMPrecond"),
     "model.ncsnpp.resblock": ("biggan", "ddpm"),
     "model.ncsnpp.progressive": ("none", "output_skip", "residual"),
     "model.ncsnpp.progressive_input": ("none", "input_skip", "residual"),
@@ -193,6 +203,8 @@ def validate(config) -> ml_collections.ConfigDict:
     family.check(config)
     if config.model.name == "ncsnpp":
         _check_ncsnpp(config)
+    if config.model.name == "edm":
+        _check_edm(config)
     try:  # the sampler a run uses at the end is checked before it starts
         family.sampler(config)
     except ValueError as e:
@@ -210,6 +222,21 @@ def _check_ncsnpp(config) -> None:
                          f"{m.parameterization!r} and {m.embedding!r}; set scale_by_sigma=False for an ε-network")
     if len(m.ncsnpp.fir_kernel) < 2 or not all(isinstance(k, (int, float)) and k > 0 for k in m.ncsnpp.fir_kernel):
         raise ValueError(f"config.model.ncsnpp.fir_kernel must be two or more positive taps, got {m.ncsnpp.fir_kernel!r}")
+
+
+def _check_edm(config) -> None:
+    """An EDM network is a denoiser: parameterization 'x0', constructor arguments as a JSON object."""
+    m = config.model
+    try:
+        kwargs = json.loads(m.edm.kwargs)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config.model.edm.kwargs must be a JSON object of constructor arguments: {e}") from None
+    if not isinstance(kwargs, dict) or "img_resolution" not in kwargs or "img_channels" not in kwargs:
+        raise ValueError("config.model.edm.kwargs must be a JSON object with img_resolution and img_channels, got "
+                         f"{m.edm.kwargs!r}")
+    if m.parameterization != "x0":
+        raise ValueError(f"config.model.name='edm' is a denoiser D(x; σ): it needs config.model.parameterization='x0', "
+                         f"got {m.parameterization!r}")
 
 
 def _check_objective(config) -> None:

@@ -35,6 +35,21 @@ RUNS = {  # runs/NAME -> (config file, overrides, what it needs installed)
 }
 
 
+def _imported_ncsnpp(workdir: Path):
+    """A small NCSN++ in score_sde's checkpoint layout, imported as the docs' runs/ncsnpp_cifar10."""
+    import torch
+    from scoresde.cli import main
+    from test_import import CONFIG, TINY, score_sde_checkpoint, tiny_model
+    torch.manual_seed(0)
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    score_sde_checkpoint(workdir.parent / "checkpoint_26.pth", tiny_model())
+    main(["import", "score_sde", str(workdir.parent / "checkpoint_26.pth"), "--config", CONFIG, *TINY,
+          "--workdir", str(workdir)])
+
+
+IMPORTED = {"ncsnpp_cifar10": _imported_ncsnpp}  # runs/NAME -> a function that imports one there
+
+
 def blocks() -> list:
     found = []
     for page in PAGES:
@@ -60,6 +75,9 @@ def prepare(folder: Path, code: str):
     trained_here = set(re.findall(r'train\(config, "runs/([\w-]+)"', code))
     for name in sorted(set(re.findall(r'load_run\("runs/([\w-]+)"\)', code)) - trained_here):
         if (folder / "runs" / name).exists():
+            continue
+        if name in IMPORTED:
+            IMPORTED[name](folder / "runs" / name)
             continue
         if name not in RUNS:
             pytest.fail(f"a block loads runs/{name}: add it to RUNS in tests/test_docs.py")

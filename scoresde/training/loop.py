@@ -151,8 +151,11 @@ class Trainer:
             return
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"], state["ema_updates"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
+        if "imported" in state:  # published weights (scoresde import): fine-tuning starts a fresh optimiser
+            print(f"fine-tuning the weights imported from {state['imported']['file']} with a fresh optimiser")
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+            checkpoint.set_rng_state(state["rng"])
         self.step = self.run.step = state["step"]
         if hasattr(self.loss_fn, "load_state_dict"):  # e.g. the importance sampler's loss history
             self.loss_fn.load_state_dict(state.get("loss_state", {}))
