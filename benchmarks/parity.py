@@ -4,10 +4,10 @@
     python benchmarks/parity.py --edm PATH           # PATH: a checkout of NVlabs/edm
     python benchmarks/parity.py --diffusers          # diffusers from the package index
 
-It then writes a checkpoint as score_sde's training does (its ExponentialMovingAverage and optimiser state, the
-DataParallel-wrapped model, the four keys of its utils.save_checkpoint, which imports TensorFlow and so is not
-called), imports it with `scoresde import score_sde` and compares the imported run's network with score_sde's
-network carrying its EMA weights.
+It then writes a checkpoint with score_sde's own utils.save_checkpoint (its ExponentialMovingAverage, an Adam
+optimiser and the DataParallel-wrapped model, as its training loop holds them; a stand-in `tensorflow` module lets
+utils.py import, and save_checkpoint itself uses only torch), imports it with `scoresde import score_sde` and
+compares the imported run's network with score_sde's network carrying its EMA weights.
 
 For each variant of NCSN++ / DDPM++ the benchmark builds score_sde's own `ncsnpp` model from a score_sde config,
 copies its random weights into scoresde's NCSNpp through `score_sde_key_map()`, runs both on the same batch and
@@ -327,10 +327,12 @@ def import_check(batch: int) -> dict:
         for p in model.parameters():  # a step away from the EMA, so that the two weight sets differ
             p.add_(0.01 * torch.randn_like(p))
     ema.update(model.parameters())
+    sys.modules.setdefault("tensorflow", types.ModuleType("tensorflow"))  # utils.py imports it; save_checkpoint
+    import utils as their_training_utils                                  # itself is torch.save of four keys
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "checkpoint_7.pth"
-        torch.save({"optimizer": optimizer.state_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
-                    "step": 7}, path)
+        path = Path(folder) / "checkpoints-meta" / "checkpoint.pth"  # the preemption layout; checkpoint_N.pth is alike
+        path.parent.mkdir()
+        their_training_utils.save_checkpoint(str(path), dict(optimizer=optimizer, model=model, ema=ema, step=7))
         start = time.perf_counter()
         scoresde_main(["import", "score_sde", str(path), "--config", "ve/ncsnpp_cifar10_continuous",
                        "--workdir", str(Path(folder) / "run")])
