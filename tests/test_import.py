@@ -158,3 +158,23 @@ def test_import_needs_a_config_of_an_ncsnpp_model(tmp_path, capsys):
     with pytest.raises(SystemExit):  # a torch.save file given as an EDM pickle says what it is
         main(["import", "edm", str(tmp_path / "c.pth"), "--workdir", str(tmp_path / "run")])
     assert "written by torch.save, not pickle.dump: is it a score_sde checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_runs_on_an_imported_run(tmp_path, capsys):
+    """compare reads the imported run's held-out data from local files (here a small CIFAR-10 stand-in)."""
+    import numpy as np
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), "labels": list(range(8))}, f)
+    at_32 = ["--config.data.image_size=32", f"--config.data.root={tmp_path / 'cifar'}", "--config.data.n_eval=8"]
+    torch.manual_seed(0)
+    score_sde_checkpoint(tmp_path / "c.pth", tiny_model(at_32))
+    cli_import(tmp_path / "c.pth", "--workdir", tmp_path / "run", *at_32)
+    main(["compare", "--workdir", str(tmp_path / "run"), "--samplers", "ddim,pc", "--steps", "2", "--n", "8",
+          "--batch-size", "8", "--classifier-steps", "5", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "| ddim |" in out and "| pc |" in out and (tmp_path / "run" / "compare" / "results.md").is_file()
