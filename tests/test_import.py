@@ -1,6 +1,5 @@
 """`scoresde import score_sde`: checkpoints in score_sde's layout, built here, become runs that sample; bad files
 and mismatched configs are named; a pickle that would run code is refused and runs nothing."""
-import pickle
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import scoresde
 from scoresde import families
 from scoresde.cli import main
 from scoresde.config import apply_overrides, load_config
+from fake_cifar import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs/ve/ncsnpp_cifar10_continuous.py")
@@ -70,12 +70,7 @@ def test_a_score_sde_checkpoint_imports_as_a_run_that_samples(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_an_imported_run_fine_tunes_with_a_fresh_optimiser(tmp_path, capsys):
-    import numpy as np
-    folder = tmp_path / "cifar" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": np.zeros((4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, f)
+    write_cifar10(tmp_path / "cifar", per_file=4)
     at_32 = ["--config.data.image_size=32", f"--config.data.root={tmp_path / 'cifar'}", "--config.data.n_eval=4",
              "--config.training.batch_size=2"]
     torch.manual_seed(0)
@@ -163,13 +158,7 @@ def test_import_needs_a_config_of_an_ncsnpp_model(tmp_path, capsys):
 @pytest.mark.slow
 def test_compare_runs_on_an_imported_run(tmp_path, capsys):
     """compare reads the imported run's held-out data from local files (here a small CIFAR-10 stand-in)."""
-    import numpy as np
-    folder = tmp_path / "cifar" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), "labels": list(range(8))}, f)
+    write_cifar10(tmp_path / "cifar")
     at_32 = ["--config.data.image_size=32", f"--config.data.root={tmp_path / 'cifar'}", "--config.data.n_eval=8"]
     torch.manual_seed(0)
     score_sde_checkpoint(tmp_path / "c.pth", tiny_model(at_32))

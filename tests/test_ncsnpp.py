@@ -1,10 +1,8 @@
 """NCSN++ / DDPM++: FIR resampling against its definition, score_sde's parameter layout, the configs' parameter
 counts, and a few training steps through the CLI. Parity of the forward pass with score_sde's own code, on
 identical weights, is `benchmarks/parity.py` (docs/checkpoints.md has its table)."""
-import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -149,12 +147,8 @@ def test_bad_ncsnpp_options_fail_before_training():
 @pytest.mark.slow
 def test_the_ve_ncsnpp_config_trains_a_few_steps_from_the_cli(tmp_path, capsys):
     from scoresde.cli import main
-    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), "labels": list(range(8))}, f)
+    from fake_cifar import write_cifar10
+    write_cifar10(tmp_path / "cifar10")
     workdir = str(tmp_path / "run")
     main(["train", "--config", str(ROOT / "configs/ve/ncsnpp_cifar10_continuous.py"), "--workdir", workdir,
           f"--config.data.root={tmp_path / 'cifar10'}", "--config.data.n_eval=8", "--config.training.n_iters=2",
