@@ -135,7 +135,7 @@ def build_model(c, data_shape, sde=None, continuous: bool = True, centered: bool
 
 def build_score_fn(model, sde, config):
     return get_score_fn(model, sde, config.model.parameterization, continuous=config.loss.continuous,
-                        learned_variance=config.model.learned_variance)
+                        learned_variance=config.model.learned_variance, sigma_data=config.model.sigma_data)
 
 
 def build_loss_fn(sde, config):

@@ -35,7 +35,8 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.model = dict(
         name="mlp",               # "mlp" or "unet" (a classifier run builds its own network from ch, ch_mult, ...)
-        parameterization="eps",   # what the network predicts: eps, score, x0 or v
+        parameterization="eps",   # what the network predicts: eps, score, x0, v, or edm (EDM's preconditioned F)
+        sigma_data=0.5,           # parameterization="edm": σ_d, the data's standard deviation (Karras et al. 2022)
         time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
         hidden=256, layers=3, emb_dim=64,                       # mlp
         ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,          # unet
@@ -106,7 +107,7 @@ CHOICES = {
     "model.ncsnpp.progressive_input": ("none", "input_skip", "residual"),
     "model.ncsnpp.progressive_combine": ("sum", "cat"),
     "model.ncsnpp.nonlinearity": ("swish", "elu", "relu", "lrelu"),
-    "model.parameterization": ("eps", "score", "x0", "v"),
+    "model.parameterization": ("eps", "score", "x0", "v", "edm"),
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood", "v"),
     "loss.reduce": ("mean", "sum"),
@@ -130,6 +131,7 @@ RULES = {
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "model.sigma_data": (lambda v: v > 0, "> 0"),
     "loss.vlb_weight": _nonneg,
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
@@ -200,6 +202,7 @@ def validate(config) -> ml_collections.ConfigDict:
     if not config.loss.continuous and config.sde.type != "vp":
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     _check_objective(config)
+    _check_edm_parameterization(config)
     family.check(config)
     if config.model.name == "ncsnpp":
         _check_ncsnpp(config)
@@ -237,6 +240,14 @@ def _check_edm(config) -> None:
     if m.parameterization != "x0":
         raise ValueError(f"config.model.name='edm' is a denoiser D(x; σ): it needs config.model.parameterization='x0', "
                          f"got {m.parameterization!r}")
+
+
+def _check_edm_parameterization(config) -> None:
+    """EDM's preconditioning conditions on σ in continuous time, with one output (no learned variance)."""
+    m = config.model
+    if m.parameterization == "edm" and (not config.loss.continuous or m.learned_variance):
+        raise ValueError(f"config.model.parameterization='edm' needs config.loss.continuous=True and "
+                         f"config.model.learned_variance=False, got {config.loss.continuous} and {m.learned_variance}")
 
 
 def _check_objective(config) -> None:

@@ -23,7 +23,7 @@ import torch
 
 from ._utils import ArgumentTypeError, check_bool, check_callable, check_finite, check_output, check_positive_int, describe
 
-PARAMETERIZATION_NAMES = ("eps", "score", "x0", "v")  # the keys of parameterization.PARAMETERIZATIONS
+PARAMETERIZATION_NAMES = ("eps", "score", "x0", "v", "edm")  # the keys of parameterization.PARAMETERIZATIONS
 
 
 @dataclasses.dataclass(frozen=True)

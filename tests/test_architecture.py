@@ -13,7 +13,7 @@ LAYERS = ["math", "conditioning", "evaluation", "networks and data", "runs", "ap
 MODULES = {
     "_utils": "math", "_args": "application", "score": "math", "schedules": "math", "sde": "math",
     "parameterization": "math", "losses": "math", "sampling": "math", "likelihood": "math", "vlb": "math",
-    "vlb_loss": "math", "variances": "math", "respace": "math", "analytic": "math", "prior": "math", "priorgrad": "math",
+    "vlb_loss": "math", "variances": "math", "respace": "math", "analytic": "math", "prior": "math", "priorgrad": "math", "preconditioning": "math",
     "resize": "math", "discrete": "math", "discrete.model": "networks and data",
     "guidance": "conditioning", "inverse": "conditioning", "sr3": "conditioning",
     "metrics": "evaluation", "features": "evaluation", "inception": "evaluation",

@@ -3,6 +3,7 @@ import torch
 
 import scoresde
 from scoresde.parameterization import PARAMETERIZATIONS, convert, get_score_fn
+from scoresde.preconditioning import edm_coefficients
 from problems import SDES, gaussian
 
 F64 = torch.float64
@@ -20,7 +21,8 @@ def test_conversions_recover_ground_truth(name, target, device):
     alpha, sigma = sde.marginal_coeffs(t)
     a, s = alpha[:, None, None], sigma[:, None, None]
     x = a * x0 + s * eps
-    truth = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0}
+    c_skip, c_out, _, _ = edm_coefficients(s / a)  # EDM's F at σ = σ_t/α_t: x₀ = c_skip x/α + c_out F
+    truth = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0, "edm": (x0 - c_skip * x / a) / c_out}
     value = convert(truth["eps"], x, alpha, sigma, "eps", target)
     assert torch.allclose(value, truth[target], rtol=1e-9, atol=1e-9)
     for other in PARAMETERIZATIONS:
@@ -66,7 +68,7 @@ def test_continuous_score_fn_passes_t_unchanged():
 
 
 def test_bad_parameterization_names():
-    with pytest.raises(ValueError, match=r"parameterization must be one of \['eps', 'score', 'v', 'x0'\], got 'noise'"):
+    with pytest.raises(ValueError, match=r"parameterization must be one of \['edm', 'eps', 'score', 'v', 'x0'\], got 'noise'"):
         get_score_fn(lambda x, t: x, scoresde.VPSDE(), "noise")
     with pytest.raises(ValueError, match="continuous=False needs an SDE with discrete DDPM betas"):
         get_score_fn(lambda x, t: x, scoresde.VESDE(), "eps", continuous=False)

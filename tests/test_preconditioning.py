@@ -1,0 +1,92 @@
+"""EDM's preconditioning as a parameterisation: unit-variance targets, the exact denoiser, exact conversions."""
+import math
+
+import pytest
+import torch
+
+import scoresde
+from scoresde.parameterization import PARAMETERIZATIONS, convert, get_score_fn
+from scoresde.preconditioning import edm_coefficients, loss_weight
+
+F64 = torch.float64
+EPS = torch.finfo(F64).eps
+SIGMAS = torch.logspace(math.log10(0.002), math.log10(80.0), 25, dtype=F64)
+SDES = {"vp": lambda: scoresde.VPSDE(), "subvp": lambda: scoresde.subVPSDE(), "ve": lambda: scoresde.VESDE()}
+
+
+@pytest.mark.parametrize("sigma_data", [0.5, 0.1, 2.0])
+def test_the_ideal_training_target_has_unit_variance_at_every_sigma(sigma_data):
+    """Data x₀ ~ N(0, σ_d²), y = x₀ + σ n: the target F* = (x₀ − c_skip y)/c_out has variance
+    ((1 − c_skip)² σ_d² + c_skip² σ²)/c_out² = 1, and λ(σ) = 1/c_out² (Karras et al. 2022, App. B.6)."""
+    c_skip, c_out, c_in, _ = edm_coefficients(SIGMAS, sigma_data)
+    variance = ((1 - c_skip) ** 2 * sigma_data**2 + c_skip**2 * SIGMAS**2) / c_out**2
+    torch.testing.assert_close(variance, torch.ones_like(SIGMAS), rtol=0, atol=50 * EPS)
+    torch.testing.assert_close(c_in**2 * (sigma_data**2 + SIGMAS**2), torch.ones_like(SIGMAS), rtol=0, atol=50 * EPS)
+    torch.testing.assert_close(loss_weight(SIGMAS, sigma_data) * c_out**2, torch.ones_like(SIGMAS), rtol=50 * EPS, atol=0)
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_the_exact_network_gives_the_exact_score_on_every_sde(sde_name):
+    """The ideal F of Gaussian data N(0, σ_d² I), fed EDM's inputs (c_in x_t/α_t, ¼ ln σ), makes get_score_fn
+    return the exact score −x/(α²σ_d² + σ²) of p_t, and D the posterior mean, at every t."""
+    sigma_data = 0.7
+    sde = SDES[sde_name]()
+
+    def ideal(u, c_noise):  # reads σ back from c_noise and x̃ from c_in x̃
+        s = torch.exp(4 * c_noise)[:, None]
+        c_skip, c_out, c_in, _ = edm_coefficients(s, sigma_data)
+        x_tilde = u / c_in
+        return (sigma_data**2 / (sigma_data**2 + s**2) * x_tilde - c_skip * x_tilde) / c_out
+
+    score = get_score_fn(ideal, sde, "edm", sigma_data=sigma_data)
+    assert score.parameterization == "edm" and score.continuous
+    t = torch.linspace(0.01, 1.0, 12, dtype=F64)
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=F64) * 3
+    alpha, sigma = sde.marginal_coeffs(t)
+    exact = -x / (alpha**2 * sigma_data**2 + sigma**2)[:, None]
+    # score = (α D − x)/σ²: the subtraction is of terms of size |x|, so its round-off scale is |x|/σ² per sample
+    scale = x.abs().amax(1, keepdim=True) / sigma[:, None] ** 2
+    assert ((score(x, t) - exact).abs() <= 200 * EPS * scale).all()
+
+
+@pytest.mark.parametrize("other", [p for p in PARAMETERIZATIONS if p != "edm"])
+def test_conversions_to_and_from_edm_are_exact_inverses(other):
+    g = torch.Generator().manual_seed(1)
+    x, value = torch.randn(6, 4, generator=g, dtype=F64), torch.randn(6, 4, generator=g, dtype=F64)
+    sde = scoresde.VPSDE()
+    alpha, sigma = sde.marginal_coeffs(torch.linspace(0.05, 0.95, 6, dtype=F64))
+    back = convert(convert(value, x, alpha, sigma, "edm", other, 0.3), x, alpha, sigma, other, "edm", 0.3)
+    torch.testing.assert_close(back, value, rtol=0, atol=1e4 * EPS * value.abs().max().item())
+    x0 = convert(value, x, alpha, sigma, "edm", "x0", 0.3)  # D = c_skip x̃ + c_out F, by its definition
+    c_skip, c_out, _, _ = edm_coefficients((sigma / alpha)[:, None], 0.3)
+    torch.testing.assert_close(x0, c_skip * x / alpha[:, None] + c_out * value, rtol=0, atol=100 * EPS * x0.abs().max().item())
+
+
+def test_edm_parameterization_refuses_what_it_cannot_condition_on():
+    sde = scoresde.VPSDE()
+    for kwargs in (dict(continuous=False), dict(learned_variance=True), dict(noise_level=True)):
+        with pytest.raises(ValueError, match="parameterization='edm' conditions the network on EDM's σ"):
+            get_score_fn(lambda x, t: x, sde, "edm", **kwargs)
+    with pytest.raises(ValueError, match="sigma_data must be > 0"):
+        get_score_fn(lambda x, t: x, sde, "edm", sigma_data=0.0)
+    from scoresde.config import default_config, validate
+    c = default_config()
+    c.model.parameterization, c.model.sigma_data = "edm", -1.0
+    with pytest.raises(ValueError, match=r"config.model.sigma_data must be > 0, got -1.0"):
+        validate(c)
+    c.model.sigma_data, c.loss.continuous = 0.5, False
+    with pytest.raises(ValueError, match="config.model.parameterization='edm' needs config.loss.continuous=True"):
+        validate(c)
+
+
+@pytest.mark.slow
+def test_an_edm_parameterised_toy_run_trains_and_samples(tmp_path):
+    from scoresde.config import apply_overrides, load_config
+    from scoresde.training import Trainer
+    config = apply_overrides(load_config("configs/vp/toy.py"), [
+        "--config.model.parameterization=edm", "--config.model.hidden=32", "--config.training.n_iters=20",
+        "--config.training.device=cpu", "--config.data.n_eval=64", "--config.sampling.steps=5"])
+    Trainer(config, tmp_path / "run", progress_bar=False).train()
+    run = scoresde.load_run(tmp_path / "run", device="cpu")
+    x, nfe = run.sample(16, "dpm_solver", steps=5)
+    assert run.score_fn.parameterization == "edm" and x.shape == (16, 2) and torch.isfinite(x).all()
