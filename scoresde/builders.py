@@ -16,14 +16,16 @@ from .models import MLP, UNet
 from .parameterization import get_score_fn
 from .prior import estimate_prior
 from .sampling import get_sampler
-from .sde import VESDE, VPSDE, subVPSDE
+from .sde import EDMSDE, VESDE, VPSDE, subVPSDE
 from .vlb_loss import VLBLoss
 
 
 def build_sde(c):
-    """config.sde → VPSDE / subVPSDE / VESDE."""
+    """config.sde → VPSDE / subVPSDE / VESDE / EDMSDE."""
     if c.type == "ve":
         return VESDE(sigma_min=c.sigma_min, sigma_max=c.sigma_max, N=c.N)
+    if c.type == "edm":
+        return EDMSDE(sigma_min=c.sigma_min, sigma_max=c.sigma_max, N=c.N)
     cls = VPSDE if c.type == "vp" else subVPSDE
     return cls(beta_min=c.beta_min, beta_max=c.beta_max, N=c.N, schedule=c.schedule)
 

@@ -95,7 +95,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 CHOICES = {
-    "sde.type": ("vp", "subvp", "ve"),
+    "sde.type": ("vp", "subvp", "ve", "edm"),
     "sde.schedule": ("linear", "cosine"),
     "optim.schedule": ("constant", "cosine"),
     "sde.prior": ("standard", "data"),

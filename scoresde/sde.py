@@ -52,6 +52,7 @@ class SDE(abc.ABC):
     variance_preserving: bool = False  # α_t² + σ_t² = 1 (VP): then the noise level α_t alone fixes the marginal
     ddpm_lattice: bool = False  # has DDPM's discrete β_i, α_i, ᾱ_i on t_i = iT/N (alphas_cumprod, discrete_marginal_coeffs)
     on_lattice: bool = False  # is the discrete-time view: its marginals exist only at t_i, and `snap` moves times there
+    preferred_grid: str | None = None  # the time grid samplers use when none is given (None: each sampler's own)
 
     def __init__(self, N: int = 1000, T: float = 1.0):
         self.N = check_positive_int(N, "N")  # number of discretisation steps
@@ -267,6 +268,31 @@ class VESDE(SDE):
     def marginal_coeffs(self, t):
         """α_t = 1, σ_t = σ_min √((σ_max/σ_min)^{2t} − 1)."""
         return torch.ones_like(t), self.sigma_min * torch.sqrt(torch.expm1(2 * t * self.log_ratio))
+
+
+class EDMSDE(SDE):
+    """EDM's process (Karras et al. 2022, Sec. 3): x_t = x_0 + t ε, σ(t) = t, s(t) = 1, so dx = √(2t) dw on
+    t ∈ (0, σ_max]. Time is the noise level: its natural grid is Karras's ρ-spaced σ (`preferred_grid`), from
+    σ_max = 80 down to σ_min = 0.002 (`sampling_eps`)."""
+
+    preferred_grid = "karras"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, N: int = 1000):
+        check_real(sigma_min, "sigma_min", low=0, inclusive=(False, True))
+        check_real(sigma_max, "sigma_max")
+        if not sigma_max > sigma_min:
+            raise ValueError(f"sigma_max must be greater than sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        super().__init__(N=N, T=float(sigma_max))
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.sampling_eps, self.prior_std = self.sigma_min, self.sigma_max
+
+    def coefficients(self, t):
+        """f = 0, g = √(dσ²/dt) = √(2t)."""
+        return torch.zeros_like(t), (2 * t).sqrt()
+
+    def marginal_coeffs(self, t):
+        """α_t = 1, σ_t = t."""
+        return torch.ones_like(t), t.clone()
 
 
 class DiscreteTimeVPSDE(SDE):

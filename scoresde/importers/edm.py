@@ -156,8 +156,8 @@ def run_config(network: dict):
         c.sde.update(type="vp", beta_min=beta_min, beta_max=beta_min + float(kwargs.get("beta_d", 19.9)))
     elif network["precond"] == "iDDPMPrecond":
         c.sde.update(type="vp", schedule="cosine")
-    else:  # VE and EDM: σ from 0.002 to 80, EDM's sampling range
-        c.sde.update(type="ve", sigma_min=0.002, sigma_max=80.0)
+    else:  # VE and EDM: EDM's σ-time, σ(t) = t from 0.002 to 80 (its sampling range)
+        c.sde.update(type="edm", sigma_min=0.002, sigma_max=80.0)
     c.sampling.update(name="edm", steps=18)
     c.loss.continuous = True
     return c

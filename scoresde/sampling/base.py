@@ -68,6 +68,7 @@ class Sampler:
         self.steps = len(self.ts) if self.ts is not None else check_positive_int(steps, "steps")
         self.eps = None if eps is None else check_real(eps, "eps", low=0, inclusive=(False, True))  # smallest time
         self.grid = check_choice(self.default_grid if grid is None else grid, "grid", GRIDS)  # see grids.py
+        self.grid_given = grid is not None  # else an SDE's preferred grid (EDM's σ-time: karras) wins
         self.rho = check_real(rho, "rho", low=0, inclusive=(False, True))  # ρ of the Karras grid
         self.denoise = check_bool(denoise, "denoise")  # end with Tweedie's formula at eps
         self.progress = check_bool(progress, "progress")
@@ -84,7 +85,8 @@ class Sampler:
             eps = sde.sampling_eps if self.eps is None else self.eps
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
-            return make_grid(self.grid, sde, sde.T, eps, self.steps, self.rho)
+            grid = self.grid if self.grid_given or sde.preferred_grid is None else sde.preferred_grid
+            return make_grid(grid, sde, sde.T, eps, self.steps, self.rho)
         ts = self.ts
         if not (ts[-1] > 0 and ts[0] <= sde.T):
             raise ValueError(f"ts must lie in (0, T] = (0, {sde.T}], got [{ts[-1].item()}, {ts[0].item()}]")

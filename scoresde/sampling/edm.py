@@ -12,9 +12,14 @@ import math
 
 import torch
 
-from .._utils import check_real, noise_like
+from .._utils import check_choice, check_real, noise_like
 from .base import Sampler, tweedie
 from .grids import t_of_log_snr
+
+
+# EDM's stochastic settings by name (Karras et al. 2022, Table 5): S_churn, S_tmin, S_tmax, S_noise
+PRESETS = {"deterministic": dict(S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0),  # Algorithm 1
+           "imagenet64": dict(S_churn=40.0, S_tmin=0.05, S_tmax=50.0, S_noise=1.003)}
 
 
 class EDMHeunSampler(Sampler):
@@ -27,8 +32,14 @@ class EDMHeunSampler(Sampler):
     # but fails on the cosine schedule, whose σ changes violently near T (covariance error 2.8 at 50 steps).
     default_grid = "karras"
 
-    def __init__(self, S_churn: float = 0.0, S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0, **kwargs):
+    def __init__(self, S_churn: float | None = None, S_tmin: float | None = None, S_tmax: float | None = None,
+                 S_noise: float | None = None, preset: str = "deterministic", **kwargs):
         super().__init__(**kwargs)
+        values = dict(PRESETS[check_choice(preset, "preset", PRESETS)])  # a preset, with any S_* given on top
+        values.update({k: v for k, v in dict(S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise).items()
+                       if v is not None})
+        S_churn, S_tmin, S_tmax, S_noise = values["S_churn"], values["S_tmin"], values["S_tmax"], values["S_noise"]
+        self.preset = preset
         self.S_churn = check_real(S_churn, "S_churn", low=0)  # total amount of added noise
         self.S_tmin = check_real(S_tmin, "S_tmin", low=0)  # σ range where noise is added
         self.S_tmax = math.inf if S_tmax == math.inf else check_real(S_tmax, "S_tmax", low=self.S_tmin)
