@@ -182,7 +182,7 @@ def test_ctrl_c_saves_and_prints_how_to_resume_without_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("overrides, match", [
     (["--config.training.n_iter=5"], r"unknown config key 'training.n_iter'"),
-    (["--config.sde.type=vq"], r"config.sde.type must be one of \['vp', 'subvp', 've'\], got 'vq'"),
+    (["--config.sde.type=vq"], r"config.sde.type must be one of \['vp', 'subvp', 've', 'edm'\], got 'vq'"),
     (["--config.training.batch_size=abc"], r"config.training.batch_size must be a int, got 'abc'"),
     (["--config.training.batch_size=0"], r"config.training.batch_size must be > 0"),
     (["--config.model.name=ncsnpp", "--config.model.ncsnpp.scale_by_sigma=True"],
