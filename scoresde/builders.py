@@ -11,7 +11,7 @@ import torch
 from ._utils import check_choice
 from .data import build_data
 from .data.toy import TOY
-from .losses import DDPMLoss, DSMLoss, drop_labels, given_labels
+from .losses import DDPMLoss, DSMLoss, EDMLoss, drop_labels, given_labels
 from .models import MLP, UNet
 from .parameterization import get_score_fn
 from .prior import estimate_prior
@@ -162,6 +162,14 @@ def build_loss_fn(sde, config):
             loss, y = given_labels(ddpm, y), labels(y, generator)  # the prior of the true class, then label dropout
             return loss(model if y is None else (lambda x, i: model(x, i, y)), x0, generator)
         return ddpm_loss
+    if c.weighting == "edm":  # EDM's objective: its own σ density and λ(σ) (Karras et al. 2022)
+        edm = EDMLoss(sde, sigma_data=config.model.sigma_data, P_mean=c.P_mean, P_std=c.P_std,
+                      density=c.sigma_density, reduce=c.reduce)
+
+        def edm_loss(model, x0, generator=None, y=None):
+            y, score_fn = labels(y, generator), build_score_fn(model, sde, config)
+            return edm(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
+        return edm_loss
     dsm = DSMLoss(sde, c.weighting, eps=c.eps, reduce=c.reduce, importance_sampling=c.importance_sampling)
 
     def dsm_loss(model, x0, generator=None, y=None):

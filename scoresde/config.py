@@ -68,7 +68,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.sde.prior_samples = 1000      # "data": training samples the prior is measured on (at most the training set)
     c.loss = dict(
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
-        weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²) or v (λ = σ²/α², ‖v − v̂‖² on VP)
+        weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²), v (λ = σ²/α², ‖v − v̂‖² on VP), or
+                                  # edm: EDM's objective, λ(σ)‖D − x₀‖² with σ drawn as below (losses.EDMLoss)
+        sigma_density="lognormal",  # weighting="edm": ln σ ~ N(P_mean, P_std²), or loguniform over the SDE's range
+        P_mean=-1.2, P_std=1.2,   # weighting="edm": EDM's defaults (EDM2: -0.4, 1.0 at 512 px; -0.8, 1.6 at 64 px)
         importance_sampling=False,
         eps=1e-5,                 # t ~ U(eps, T)
         reduce="mean",            # mean or sum over data dimensions
@@ -109,7 +112,8 @@ CHOICES = {
     "model.ncsnpp.nonlinearity": ("swish", "elu", "relu", "lrelu"),
     "model.parameterization": ("eps", "score", "x0", "v", "edm"),
     "model.embedding": ("sinusoidal", "fourier"),
-    "loss.weighting": ("simple", "likelihood", "v"),
+    "loss.weighting": ("simple", "likelihood", "v", "edm"),
+    "loss.sigma_density": ("lognormal", "loguniform"),
     "loss.reduce": ("mean", "sum"),
     "loss.objective": ("simple", "vlb", "hybrid"),
 }
@@ -131,6 +135,7 @@ RULES = {
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "loss.P_std": (lambda v: v > 0, "> 0"),
     "model.sigma_data": (lambda v: v > 0, "> 0"),
     "loss.vlb_weight": _nonneg,
     "model.ch_mult": _positive_ints,
@@ -243,8 +248,13 @@ def _check_edm(config) -> None:
 
 
 def _check_edm_parameterization(config) -> None:
-    """EDM's preconditioning conditions on σ in continuous time, with one output (no learned variance)."""
-    m = config.model
+    """EDM's preconditioning conditions on σ in continuous time, with one output (no learned variance); EDM's
+    objective is continuous too, draws its own σ, and has no data prior."""
+    m, loss = config.model, config.loss
+    if loss.weighting == "edm" and (not loss.continuous or loss.importance_sampling or config.sde.prior != "standard"):
+        raise ValueError(f"config.loss.weighting='edm' draws σ itself in continuous time: it needs loss.continuous=True, "
+                         f"loss.importance_sampling=False and sde.prior='standard', got {loss.continuous}, "
+                         f"{loss.importance_sampling} and {config.sde.prior!r}")
     if m.parameterization == "edm" and (not config.loss.continuous or m.learned_variance):
         raise ValueError(f"config.model.parameterization='edm' needs config.loss.continuous=True and "
                          f"config.model.learned_variance=False, got {config.loss.continuous} and {m.learned_variance}")

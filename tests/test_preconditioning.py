@@ -77,16 +77,3 @@ def test_edm_parameterization_refuses_what_it_cannot_condition_on():
     c.model.sigma_data, c.loss.continuous = 0.5, False
     with pytest.raises(ValueError, match="config.model.parameterization='edm' needs config.loss.continuous=True"):
         validate(c)
-
-
-@pytest.mark.slow
-def test_an_edm_parameterised_toy_run_trains_and_samples(tmp_path):
-    from scoresde.config import apply_overrides, load_config
-    from scoresde.training import Trainer
-    config = apply_overrides(load_config("configs/vp/toy.py"), [
-        "--config.model.parameterization=edm", "--config.model.hidden=32", "--config.training.n_iters=20",
-        "--config.training.device=cpu", "--config.data.n_eval=64", "--config.sampling.steps=5"])
-    Trainer(config, tmp_path / "run", progress_bar=False).train()
-    run = scoresde.load_run(tmp_path / "run", device="cpu")
-    x, nfe = run.sample(16, "dpm_solver", steps=5)
-    assert run.score_fn.parameterization == "edm" and x.shape == (16, 2) and torch.isfinite(x).all()
