@@ -111,6 +111,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def failure_reason(error: BaseException) -> str:
+    """The first line of a loader's error, at most 200 characters: what a one-line message can say of a bad file."""
+    return (str(error).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+
+
 def load(path: Path, device="cpu") -> dict:
     """Load one checkpoint (weights only); a damaged or unreadable file raises a ValueError that names it."""
     path = Path(path)
@@ -119,7 +124,7 @@ def load(path: Path, device="cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as e:  # truncated, zero-filled, not a checkpoint at all ...
-        reason = (str(e).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+        reason = failure_reason(e)
         if "Weights only load failed" in str(e):
             reason = ("it holds pickled objects, not only tensors and plain values (checkpoints of scoresde 0.1 "
                       "pickled numpy RNG state; load those with scoresde 0.1)")

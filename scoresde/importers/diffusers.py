@@ -16,7 +16,8 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import families
-from ..config import default_config, to_json, validate
+from ..config import default_config, validate
+from .run_files import write_run
 
 
 def _json(path: Path, what: str) -> dict:
@@ -38,7 +39,7 @@ def read_weights(folder: Path) -> dict:
         if binary.is_file():
             return torch.load(binary, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, zero-filled, pickled objects
-        reason = (str(e).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+        reason = ckpt.failure_reason(e)
         raise ValueError(f"cannot read the weights in {folder}: {type(e).__name__}: {reason}") from None
     raise FileNotFoundError(f"{folder} has no diffusion_pytorch_model.safetensors or .bin")
 
@@ -104,12 +105,4 @@ def import_diffusers(path, workdir, config=None, weights: str = "ema", channels=
             raise ValueError(f"{folder}: weight {key} has shape {list(value.shape)}, unet/config.json's network "
                              f"expects {list(ours[mine].shape)}")
     model.load_state_dict({"unet." + k: v for k, v in theirs.items()})
-    workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    ckpt.atomic_write_text(to_json(config), workdir / "config.json")
-    ckpt.atomic_save({"model": state, "ema": state, "ema_updates": 0, "step": 0, "config": to_json(config),
-                      "data": {"shape": list(shape), "is_image": True, "centered": True},
-                      "imported": {"source": "diffusers", "file": str(folder), "weights": "ema"}},
-                     workdir / "checkpoints" / ckpt.LATEST)
-    return workdir
+    return write_run(workdir, config, model.state_dict(), shape=shape, source="diffusers", file=folder)

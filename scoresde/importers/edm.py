@@ -19,8 +19,9 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import families
-from ..config import default_config, to_json, validate
+from ..config import default_config, validate
 from ..models.edm import PRECONDITIONERS
+from .run_files import write_run
 
 
 class Record:
@@ -97,7 +98,7 @@ def read_pickle(path) -> object:
                              f"score_sde checkpoint (scoresde import score_sde FILE --config ...)?") from None
         raise ValueError(f"cannot read EDM pickle {path}: {' '.join(str(e).split())}") from None
     except Exception as e:  # truncated, zero-filled, not a pickle
-        reason = (str(e).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+        reason = ckpt.failure_reason(e)
         raise ValueError(f"cannot read EDM pickle {path}: {type(e).__name__}: {reason}") from None
 
 
@@ -190,12 +191,4 @@ def import_edm(path, workdir, config=None, weights: str = "ema", channels=None) 
     if missing:
         raise ValueError(f"{path}: the pickle lacks {missing[0][len('precond.'):]} of {network['precond']}")
     model.load_state_dict(tensors)
-    workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    weights_state = {k: v.clone() for k, v in model.state_dict().items()}
-    run_state = {"model": weights_state, "ema": weights_state, "ema_updates": 0, "step": 0, "config": to_json(config),
-                 "data": {"shape": list(shape), "is_image": True, "centered": True},
-                 "imported": {"source": "edm", "file": str(path), "weights": "ema"}}
-    ckpt.atomic_write_text(to_json(config), workdir / "config.json")
-    ckpt.atomic_save(run_state, workdir / "checkpoints" / ckpt.LATEST)
-    return workdir
+    return write_run(workdir, config, model.state_dict(), shape=shape, source="edm", file=path)

@@ -13,7 +13,8 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import families
-from ..config import to_json, validate
+from ..config import validate
+from .run_files import write_run
 
 TRAINABLE_EXCLUDED = ("all_modules.0.W",)  # Fourier features: a parameter with requires_grad=False in score_sde
 BUFFERS = ("sigmas",)  # score_sde's NCSN++ keeps its noise levels as a buffer; scoresde computes them
@@ -27,7 +28,7 @@ def read_weights(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, zero-filled, or objects that would need code to rebuild
-        reason = (str(e).strip().splitlines() or ["empty or unreadable file"])[0][:200]
+        reason = ckpt.failure_reason(e)
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason}") from None
 
 
@@ -102,13 +103,6 @@ def import_score_sde(path, workdir, config=None, weights: str = "ema", channels:
     chosen = ema_weights(theirs, state.get("ema"), path) if weights == "ema" else theirs
     ema_state, model_state = to_scoresde(model, chosen, path), to_scoresde(model, theirs, path)
     model.load_state_dict(ema_state)  # strict: every parameter present
-    workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    step = int(state.get("step", 0))
-    run_state = {"model": model_state, "ema": ema_state, "ema_updates": int((state.get("ema") or {}).get(
-        "num_updates", 0) or 0), "step": step, "config": to_json(config),
-        "data": {"shape": [channels, size, size], "is_image": True, "centered": bool(config.data.centered)},
-        "imported": {"source": "score_sde", "file": str(path), "weights": weights}}
-    ckpt.atomic_write_text(to_json(config), workdir / "config.json")
-    ckpt.atomic_save(run_state, workdir / "checkpoints" / ckpt.LATEST)
-    return workdir
+    return write_run(workdir, config, model_state, ema_state, shape=(channels, size, size),
+                     step=int(state.get("step", 0)), ema_updates=int((state.get("ema") or {}).get("num_updates", 0) or 0),
+                     source="score_sde", file=path, weights=weights)
