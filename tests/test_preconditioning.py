@@ -27,23 +27,24 @@ def test_the_ideal_training_target_has_unit_variance_at_every_sigma(sigma_data):
 
 @pytest.mark.parametrize("sde_name", list(SDES))
 def test_the_exact_network_gives_the_exact_score_on_every_sde(sde_name):
-    """The ideal F of Gaussian data N(0, σ_d² I), fed EDM's inputs (c_in x_t/α_t, ¼ ln σ), makes get_score_fn
-    return the exact score −x/(α²σ_d² + σ²) of p_t, and D the posterior mean, at every t."""
-    sigma_data = 0.7
+    """The ideal F of Gaussian data N(0, s² I), fed EDM's inputs (c_in x_t/α_t, ¼ ln σ), makes get_score_fn
+    return the exact score −x/(α²s² + σ²) of p_t, and D the posterior mean, at every t. The data's s differs from
+    the preconditioner's σ_d: for s = σ_d the ideal F is 0 (D = c_skip x̃), which no coefficient error would change."""
+    sigma_data, data_std = 0.7, 1.3
     sde = SDES[sde_name]()
 
     def ideal(u, c_noise):  # reads σ back from c_noise and x̃ from c_in x̃
         s = torch.exp(4 * c_noise)[:, None]
         c_skip, c_out, c_in, _ = edm_coefficients(s, sigma_data)
         x_tilde = u / c_in
-        return (sigma_data**2 / (sigma_data**2 + s**2) * x_tilde - c_skip * x_tilde) / c_out
+        return (data_std**2 / (data_std**2 + s**2) * x_tilde - c_skip * x_tilde) / c_out
 
     score = get_score_fn(ideal, sde, "edm", sigma_data=sigma_data)
     assert score.parameterization == "edm" and score.continuous
     t = torch.linspace(0.01, 1.0, 12, dtype=F64)
     x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=F64) * 3
     alpha, sigma = sde.marginal_coeffs(t)
-    exact = -x / (alpha**2 * sigma_data**2 + sigma**2)[:, None]
+    exact = -x / (alpha**2 * data_std**2 + sigma**2)[:, None]
     # score = (α D − x)/σ²: the subtraction is of terms of size |x|, so its round-off scale is |x|/σ² per sample
     scale = x.abs().amax(1, keepdim=True) / sigma[:, None] ** 2
     assert ((score(x, t) - exact).abs() <= 200 * EPS * scale).all()
