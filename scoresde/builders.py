@@ -12,6 +12,7 @@ from ._utils import check_choice
 from .data import build_data
 from .data.toy import TOY
 from .losses import DDPMLoss, DSMLoss, EDMLoss, drop_labels, given_labels
+from .models.uncertainty import WithUncertainty
 from .models import MLP, UNet
 from .parameterization import get_score_fn
 from .prior import estimate_prior
@@ -132,7 +133,8 @@ def check_labels(config, data) -> None:
 def build_model(c, data_shape, sde=None, continuous: bool = True, centered: bool = True) -> torch.nn.Module:
     """config.model and the data's per-sample shape → a network; NCSN++ also reads config.sde (`sde`), the time
     convention and the data range for its conditioning input and its input scaling."""
-    return MODELS[check_choice(c.name, "config.model.name", MODELS)](c, tuple(data_shape), sde, continuous, centered)
+    model = MODELS[check_choice(c.name, "config.model.name", MODELS)](c, tuple(data_shape), sde, continuous, centered)
+    return WithUncertainty(model) if c.uncertainty else model  # EDM2's u(σ), read by the EDM loss
 
 
 def build_score_fn(model, sde, config):
@@ -164,11 +166,17 @@ def build_loss_fn(sde, config):
         return ddpm_loss
     if c.weighting == "edm":  # EDM's objective: its own σ density and λ(σ) (Karras et al. 2022)
         edm = EDMLoss(sde, sigma_data=config.model.sigma_data, P_mean=c.P_mean, P_std=c.P_std,
-                      density=c.sigma_density, reduce=c.reduce)
+                      density=c.sigma_density, reduce=c.reduce, weight=c.sigma_weight)
 
         def edm_loss(model, x0, generator=None, y=None):
-            y, score_fn = labels(y, generator), build_score_fn(model, sde, config)
-            return edm(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
+            y, seen = labels(y, generator), {}
+            if config.model.uncertainty:  # the network's one call also returns u(σ): E[λ/e^u ‖D − x₀‖² + u]
+                def network(x, label, *cond):
+                    out, seen["u"] = model(x, label, *cond, return_logvar=True)
+                    return out
+            score_fn = build_score_fn(network if config.model.uncertainty else model, sde, config)
+            per_sample = edm.per_sample(score_fn if y is None else (lambda x, t: score_fn(x, t, y)), x0, generator)
+            return EDMLoss.with_uncertainty(per_sample, seen["u"]).mean() if seen else per_sample.mean()
         return edm_loss
     dsm = DSMLoss(sde, c.weighting, eps=c.eps, reduce=c.reduce, importance_sampling=c.importance_sampling)
 

@@ -116,11 +116,12 @@ def failure_reason(error: BaseException) -> str:
     return (str(error).strip().splitlines() or ["empty or unreadable file"])[0][:200]
 
 
-def load(path: Path, device="cpu") -> dict:
-    """Load one checkpoint (weights only); a damaged or unreadable file raises a ValueError that names it."""
+def load_weights(path: Path, device="cpu"):
+    """torch.load(weights_only=True) of a file scoresde wrote; a damaged or unreadable file raises a ValueError that
+    names it."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:  # truncated, zero-filled, not a checkpoint at all ...
@@ -129,6 +130,12 @@ def load(path: Path, device="cpu") -> dict:
             reason = ("it holds pickled objects, not only tensors and plain values (checkpoints of scoresde 0.1 "
                       "pickled numpy RNG state; load those with scoresde 0.1)")
         raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {reason}") from e
+
+
+def load(path: Path, device="cpu") -> dict:
+    """Load one checkpoint (weights only); a damaged or unreadable file raises a ValueError that names it."""
+    path = Path(path)
+    state = load_weights(path, device)
     if not isinstance(state, dict) or not {"model", "ema", "step", "config"} <= set(state):
         raise ValueError(f"{path} is not a scoresde checkpoint (it lacks model, ema, step or config)")
     return state

@@ -1,4 +1,4 @@
-"""The `scoresde` command: train, sample, eval, compare and import runs. `scoresde <command> --help` lists every flag.
+"""The `scoresde` command: train, sample, eval, compare and import runs, and rebuild post-hoc EMAs. `scoresde <command> --help` lists every flag.
 
 A mistake a user can make (a bad flag, config or workdir) prints one line and exits with status 2
 (set SCORESDE_DEBUG=1 for the traceback).
@@ -38,6 +38,9 @@ def _add_sample(sub):
     p = sub.add_parser("sample", help="draw samples from a trained run's EMA weights",
                        description="Sample with any sampler; extra sampler options as --option NAME=VALUE.")
     p.add_argument("--workdir", required=True, help="a run's folder (holds checkpoints/latest.pt)")
+    p.add_argument("--checkpoint", default=None, metavar="STEP|PATH",
+                   help="which weights: a training step (ckpt_STEP.pt), or a path such as a post-hoc EMA checkpoint "
+                        "that scoresde ema wrote (default: the newest)")
     p.add_argument("--sampler", default=None, help="sampler name, e.g. pc, ode, ode:heun, torchsde:srk (default: the config's)")
     p.add_argument("--steps", type=positive_int, default=None, help="number of steps (default: the config's)")
     p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
@@ -60,6 +63,12 @@ def _add_sample(sub):
     g.add_argument("--classifier", default=None, metavar="WORKDIR",
                    help="a trained noise-aware classifier run (config.family='classifier') for classifier guidance")
     g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale λ (default 1)")
+    g.add_argument("--autoguide", default=None, metavar="WORKDIR",
+                   help="autoguidance (Karras et al. 2024): a weaker run of the same data and SDE, e.g. this run's "
+                        "folder with --autoguide-checkpoint at an early step; --guidance is then autoguidance's w, "
+                        "(1 + w) s − w s_weak (EDM2's w = 1 + w), for any run, with or without --labels")
+    g.add_argument("--autoguide-checkpoint", default=None, metavar="STEP|PATH",
+                   help="the weaker run's checkpoint: a training step (its ckpt_STEP.pt) or a path (default: its newest)")
 
 
 def _add_eval(sub):
@@ -94,6 +103,30 @@ def _add_import(sub):
                    help="ema: the EMA weights, as the original samples (default); model: the raw weights")
 
 
+def _add_ema(sub):
+    p = sub.add_parser("ema", help="post-hoc EMA: rebuild the weights of any EMA width from a run's snapshots",
+                       description="Reconstruct the power-function EMA of relative width σ_rel (Karras et al. 2024, "
+                                   "EDM2) from the snapshots of the profiles a run tracked (training.ema_sigma_rels, "
+                                   "training.ema_snapshot_every), by least squares over their profiles, and write it "
+                                   "as a checkpoint: scoresde sample --workdir W --checkpoint PATH samples it.")
+    p.add_argument("--workdir", required=True, help="a run trained with post-hoc EMA snapshots")
+    p.add_argument("--sigma-rel", required=True, metavar="S[,S...]",
+                   help=f"relative width(s) in (0, 0.30028], comma-separated, e.g. 0.07 or 0.03,0.05,0.1")
+    p.add_argument("--step", type=positive_int, default=None,
+                   help="the training step of the profile (default: the last snapshot's)")
+
+
+def cmd_ema(args):
+    from .posthoc_ema import write_checkpoint
+
+    for sigma_rel in parse_floats(args.sigma_rel, "--sigma-rel"):
+        path, info = write_checkpoint(args.workdir, sigma_rel, args.step)
+        print(f"σ_rel {info['sigma_rel']:g} (γ = {info['gamma']:.3f}) at step {info['step']}, from "
+              f"{info['snapshots']} snapshots of σ_rel {', '.join(f'{s:g}' for s in info['profiles'])} (profile fit "
+              f"error {100 * info['profile_error']:.2f}%): wrote {path}; sample it with scoresde sample --workdir "
+              f"{args.workdir} --checkpoint {path}")
+
+
 def _config_file(name: str) -> str:
     """A config file path, or a name under the repository's configs/ (with or without .py)."""
     from pathlib import Path as P
@@ -126,6 +159,8 @@ def cmd_train(args, overrides):
     start, t0 = trainer.step, time.perf_counter()
     if main_rank and trainer.resumed_from:
         print(f"resuming from step {start} ({trainer.resumed_from[1]})")
+    if main_rank and trainer.posthoc_ema_cost():
+        print(trainer.posthoc_ema_cost())
     if main_rank and start >= config.training.n_iters:
         print(f"{args.workdir} is already trained to step {start} (training.n_iters={config.training.n_iters}); "
               f"raise --config.training.n_iters to train further")
@@ -141,10 +176,15 @@ def cmd_train(args, overrides):
               f"results in {args.workdir}/ (checkpoints/, samples/, log.jsonl, config.json)")
 
 
+def checkpoint_arg(text: str | None):
+    """--checkpoint: None, a training step (digits) or a path."""
+    return None if text is None else int(text) if text.isdigit() else text
+
+
 def cmd_sample(args):
     from .run import load_run
 
-    run = load_run(args.workdir, args.device)
+    run = load_run(args.workdir, args.device, checkpoint=checkpoint_arg(args.checkpoint))
     options = parse_options(args.option)
     if args.respace is not None:
         if args.steps is not None:
@@ -155,15 +195,20 @@ def cmd_sample(args):
     if "respacing" in options:
         spec = options["respacing"]
         steps = f"respaced-{spec.replace(',', '-')}" if isinstance(spec, str) else f"respaced-list{len(spec)}"
-    if run.family.conditioning != "labels" and (args.labels is not None or args.classifier or args.guidance != "0"):
-        raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs; this run's family "
-                         f"is {run.family.name} ({run.family.description})")
+    if run.family.conditioning != "labels" and (args.labels is not None or args.classifier or
+                                                (args.guidance != "0" and args.autoguide is None)):
+        raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs (--guidance also with "
+                         f"--autoguide); this run's family is {run.family.name} ({run.family.description})")
+    if args.autoguide_checkpoint is not None and args.autoguide is None:
+        raise ValueError("--autoguide-checkpoint picks the weaker run's weights: give --autoguide WORKDIR too")
     classifier = load_run(args.classifier, run.device) if args.classifier else None
+    weak = (load_run(args.autoguide, run.device, checkpoint=checkpoint_arg(args.autoguide_checkpoint))
+            if args.autoguide else None)
     classes = run.num_classes or (classifier.num_classes if classifier is not None else 0)
     print(run.family.sample_command(run, sampler, name=name, steps=steps, n=args.n, seed=args.seed,
                                     batch_size=args.batch_size, out=args.out, labels=parse_labels(args.labels, classes),
                                     guidance=parse_floats(args.guidance, "--guidance"), classifier=classifier,
-                                    classifier_scale=args.classifier_scale))
+                                    classifier_scale=args.classifier_scale, autoguide=weak))
 
 
 def cmd_eval(args):
@@ -193,6 +238,7 @@ def main(argv=None):
     _add_sample(sub)
     _add_eval(sub)
     _add_import(sub)
+    _add_ema(sub)
     from .cli_compare import add_parser as add_compare
     add_compare(sub)
     args, rest = parser.parse_known_args(argv)
@@ -204,7 +250,7 @@ def main(argv=None):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from .cli_compare import run as cmd_compare
-        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare}[args.command](args)
+        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "ema": cmd_ema}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         if os.environ.get("SCORESDE_DEBUG"):  # developers: the full traceback
             raise

@@ -17,6 +17,7 @@ import ml_collections
 
 from . import families
 from ._utils import did_you_mean
+from .posthoc_ema import SIGMA_REL_MAX
 
 KEY_CUTOFF = 0.85  # dotted keys share their section's prefix, so only a near-identical key is suggested
 
@@ -35,8 +36,10 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.model = dict(
         name="mlp",               # "mlp" or "unet" (a classifier run builds its own network from ch, ch_mult, ...)
-        parameterization="eps",   # what the network predicts: eps, score, x0, v, or edm (EDM's preconditioned F)
+        parameterization="eps",   # what the network predicts: eps, score, x0, v, or edm (EDM's preconditioned F;
+                                  # edm_vp, edm_ve: EDM's VP and VE baselines, scoresde.preconditioning)
         sigma_data=0.5,           # parameterization="edm": σ_d, the data's standard deviation (Karras et al. 2022)
+        uncertainty=False,        # EDM2's learned u(σ): loss λ/e^u ‖D − x₀‖² + u (needs loss.weighting="edm")
         time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
         hidden=256, layers=3, emb_dim=64,                       # mlp
         ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,          # unet
@@ -70,7 +73,9 @@ def default_config() -> ml_collections.ConfigDict:
         continuous=True,          # continuous-time DSM; False: DDPM's discrete loss with integer timesteps
         weighting="simple",       # simple (λ = σ², L_simple), likelihood (λ = g²), v (λ = σ²/α², ‖v − v̂‖² on VP), or
                                   # edm: EDM's objective, λ(σ)‖D − x₀‖² with σ drawn as below (losses.EDMLoss)
-        sigma_density="lognormal",  # weighting="edm": ln σ ~ N(P_mean, P_std²), or loguniform over the SDE's range
+        sigma_density="lognormal",  # weighting="edm": ln σ ~ N(P_mean, P_std²), loguniform over the SDE's range, or
+                                    # vp: σ_vp(u), u ~ U(1e-5, 1) (EDM's VP baseline)
+        sigma_weight="edm",       # weighting="edm": λ(σ) = (σ² + σ_d²)/(σ σ_d)², or inverse_square: 1/σ² (EDM's VP, VE)
         P_mean=-1.2, P_std=1.2,   # weighting="edm": EDM's defaults (EDM2: -0.4, 1.0 at 512 px; -0.8, 1.6 at 64 px)
         importance_sampling=False,
         eps=1e-5,                 # t ~ U(eps, T)
@@ -89,6 +94,8 @@ def default_config() -> ml_collections.ConfigDict:
         ema_warmup=True,          # EMA rate min(ema_rate, (1 + n)/(10 + n)) at update n, so short runs sample well
         mixed_precision=False,    # bf16 autocast on CUDA
         log_every=50, eval_every=5000, sample_every=50_000, save_every=5000, snapshot_every=50_000,
+        ema_sigma_rels=(),        # post-hoc EMA (EDM2): power-function EMAs of these widths σ_rel, e.g. (0.05, 0.10),
+        ema_snapshot_every=0,     # ... their weights saved to WORKDIR/ema every this many steps; `scoresde ema` rebuilds any σ_rel
     )
     c.sampling = dict(name="euler_maruyama", steps=500, n=64)  # used for samples during training and as CLI default
     c.eval = dict(batch_size=256, n_bpd=256)
@@ -110,10 +117,11 @@ CHOICES = {
     "model.ncsnpp.progressive_input": ("none", "input_skip", "residual"),
     "model.ncsnpp.progressive_combine": ("sum", "cat"),
     "model.ncsnpp.nonlinearity": ("swish", "elu", "relu", "lrelu"),
-    "model.parameterization": ("eps", "score", "x0", "v", "edm"),
+    "model.parameterization": ("eps", "score", "x0", "v", "edm", "edm_vp", "edm_ve"),
     "model.embedding": ("sinusoidal", "fourier"),
     "loss.weighting": ("simple", "likelihood", "v", "edm"),
-    "loss.sigma_density": ("lognormal", "loguniform"),
+    "loss.sigma_density": ("lognormal", "loguniform", "vp"),
+    "loss.sigma_weight": ("edm", "inverse_square"),
     "loss.reduce": ("mean", "sum"),
     "loss.objective": ("simple", "vlb", "hybrid"),
 }
@@ -138,6 +146,10 @@ RULES = {
     "loss.P_std": (lambda v: v > 0, "> 0"),
     "model.sigma_data": (lambda v: v > 0, "> 0"),
     "loss.vlb_weight": _nonneg,
+    "training.ema_snapshot_every": _nonneg,
+    "training.ema_sigma_rels": (lambda v: all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                              and 0 < s <= SIGMA_REL_MAX for s in v),
+                                f"a tuple of relative widths in (0, {SIGMA_REL_MAX:.5f}] (EDM2: (0.05, 0.10))"),
     "model.ch_mult": _positive_ints,
     "model.attn_resolutions": (lambda v: all(isinstance(i, int) and i > 0 for i in v), "a tuple of positive integers"),
 }
@@ -208,6 +220,7 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.loss.continuous=False (DDPM's discrete loss) needs config.sde.type='vp', got {config.sde.type!r}")
     _check_objective(config)
     _check_edm_parameterization(config)
+    _check_posthoc_ema(config)
     family.check(config)
     if config.model.name == "ncsnpp":
         _check_ncsnpp(config)
@@ -219,6 +232,17 @@ def validate(config) -> ml_collections.ConfigDict:
         raise ValueError(f"config.sampling: {e}") from None
     config.lock()
     return config
+
+
+def _check_posthoc_ema(config) -> None:
+    """Post-hoc EMA tracks profiles only to save them: both keys are set, or neither."""
+    t = config.training
+    if bool(t.ema_sigma_rels) != (t.ema_snapshot_every > 0):
+        raise ValueError(f"post-hoc EMA needs both config.training.ema_sigma_rels (the tracked widths, e.g. (0.05, 0.10)) "
+                         f"and config.training.ema_snapshot_every > 0 (how often they are saved), got "
+                         f"{tuple(t.ema_sigma_rels)!r} and {t.ema_snapshot_every}")
+    if len(set(t.ema_sigma_rels)) != len(t.ema_sigma_rels):
+        raise ValueError(f"config.training.ema_sigma_rels must not repeat a width, got {tuple(t.ema_sigma_rels)!r}")
 
 
 def _check_ncsnpp(config) -> None:
@@ -255,8 +279,11 @@ def _check_edm_parameterization(config) -> None:
         raise ValueError(f"config.loss.weighting='edm' draws σ itself in continuous time: it needs loss.continuous=True, "
                          f"loss.importance_sampling=False and sde.prior='standard', got {loss.continuous}, "
                          f"{loss.importance_sampling} and {config.sde.prior!r}")
-    if m.parameterization == "edm" and (not config.loss.continuous or m.learned_variance):
-        raise ValueError(f"config.model.parameterization='edm' needs config.loss.continuous=True and "
+    if m.uncertainty and loss.weighting != "edm":
+        raise ValueError(f"config.model.uncertainty=True learns EDM2's u(σ) inside EDM's objective: it needs "
+                         f"config.loss.weighting='edm', got {loss.weighting!r}")
+    if m.parameterization in ("edm", "edm_vp", "edm_ve") and (not config.loss.continuous or m.learned_variance):
+        raise ValueError(f"config.model.parameterization={m.parameterization!r} needs config.loss.continuous=True and "
                          f"config.model.learned_variance=False, got {config.loss.continuous} and {m.learned_variance}")
 
 

@@ -5,6 +5,7 @@ so every sampler runs it unchanged.
     classifier_free(s, y, w)          (1 + w) s(x, t, y) − w s(x, t, ∅)        Ho & Salimans 2022, Eq. 6
     classifier_guidance(s, c, y, λ)   s(x, t) + λ ∇_x log p_c(y | x, t)      Dhariwal & Nichol 2021, Alg. 1;
                                                                             Song et al. 2021, Eq. 48
+    autoguided(s, s_bad, w)           (1 + w) s(x, t) − w s_bad(x, t)         Karras et al. 2024b, Eq. 1
 w follows Ho & Salimans: w = 0 is the conditional model, w = −1 the unconditional one, and w > 0 samples
 ∝ p(x | y)^(1+w) p(x)^(−w) (at each noise level). diffusers' and Imagen's `guidance_scale` is g = 1 + w.
 
@@ -112,6 +113,29 @@ def classifier_guidance(score_fn, classifier: Callable, y, scale: float = 1.0) -
     return score.derive(pairs, classifier_guided=True)  # each NFE also costs a classifier forward and backward pass
 
 
+def autoguided(score_fn, weak_score_fn, w: float) -> Score:
+    """(1 + w) s(x, t) − w s_bad(x, t): autoguidance by a weaker model of the same data (Karras et al. 2024b, Eq. 1).
+
+    EDM2 writes it for denoisers, D_w = D_bad + w_EDM2 (D − D_bad). On one SDE, D = (x + σ_t² s)/α_t is the same
+    affine map of the score for both models, so guiding the scores is guiding the denoisers, with w_EDM2 = 1 + w
+    (EDM2's w_EDM2 = 2 is w = 1 here; w = 0 is the good model alone). Both scores must share their time convention
+    and bind their labels first (`conditional`). A learned variance is the good model's. Each call costs one call
+    of each model: the result declares `autoguided`.
+    """
+    score, weak = as_score(score_fn), as_score(weak_score_fn, "weak_score_fn")
+    w = check_real(w, "w")
+    if score.continuous != weak.continuous:
+        raise ValueError(f"the weaker model's time convention (continuous={weak.continuous}) differs from the "
+                         f"model's (continuous={score.continuous}); autoguidance compares them at the same t")
+    if w == 0:
+        return score
+
+    def pairs(x, t):
+        s, v = score.outputs(x, t)
+        return (1 + w) * s - w * weak(x, t), v
+    return score.derive(pairs, autoguided=True)
+
+
 def classifier_gradient(classifier: Callable, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """∇_x log p(y | x, t) of a classifier returning logits, computed even under no_grad / inference_mode."""
     with torch.inference_mode(False), torch.enable_grad():
@@ -158,8 +182,10 @@ def describe_cost(score_fn) -> str:
         notes.append(f"each call on a {'doubled' if factor == 2 else f'{factor}x'} batch: classifier-free guidance")
     if score.classifier_guided:
         notes.append("plus one classifier gradient per call: classifier guidance")
+    if score.autoguided:
+        notes.append("plus one call of the weaker model: autoguidance")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-__all__ = ["conditional", "classifier_free", "classifier_guidance", "classifier_gradient", "guided", "num_classes",
+__all__ = ["conditional", "classifier_free", "classifier_guidance", "autoguided", "classifier_gradient", "guided", "num_classes",
            "check_labels", "guidance_scale_to_w", "describe_cost"]

@@ -21,6 +21,7 @@ from ._utils import (append_dims, check_batch, check_bool, check_callable, check
                      noise_like)
 from .score import as_score
 from .parameterization import PARAMETERIZATIONS, convert
+from .preconditioning import vp_sigma
 from .sde import SDE, check_sde
 
 REDUCTIONS = ("mean", "sum")  # how to reduce over the data dimensions of each sample
@@ -227,24 +228,31 @@ def _check_batch_args(x0, generator, noise) -> None:
 
 # σ densities of EDM's objective: (P_mean, P_std) of ln σ ~ N(P_mean, P_std²) (Karras et al. 2022, 2024)
 SIGMA_PRESETS = {"edm": (-1.2, 1.2), "edm2_512": (-0.4, 1.0), "edm2_64": (-0.8, 1.6)}
-SIGMA_DENSITIES = ("lognormal", "loguniform")
+SIGMA_DENSITIES = ("lognormal", "loguniform", "vp")
+SIGMA_WEIGHTS = ("edm", "inverse_square")
+VP_EPS_T = 1e-5  # EDM's VPLoss draws u ~ U(1e-5, 1)
 
 
 class EDMLoss:
     """EDM's objective E_σ λ(σ) ‖D(x₀ + σ n; σ) − x₀‖² (Karras et al. 2022, Eq. 2 and Table 1), λ = (σ² + σ_d²)/(σ σ_d)².
 
-    σ is EDM's noise level σ_t/α_t on `sde` (x_t = α_t x₀ + σ_t ε), drawn from ln σ ~ N(P_mean, P_std²) or
-    log-uniformly on [σ(eps), σ(T)], and kept in the SDE's range; t is its time, and D = (x_t + σ_t² s)/α_t is the
+    σ is EDM's noise level σ_t/α_t on `sde` (x_t = α_t x₀ + σ_t ε), drawn from ln σ ~ N(P_mean, P_std²),
+    log-uniformly on [σ(eps), σ(T)], or as σ_vp(u) with u ~ U(eps, 1) on EDM's VP schedule ("vp"), and kept in the
+    SDE's range; t is its time, and D = (x_t + σ_t² s)/α_t is the
     x₀-prediction of the score s. Since D − x₀ = (σ_t²/α_t)(s − ∇log p(x_t | x₀)), this is weighted DSM with t drawn
     from σ's density and weight λ(σ) σ_t⁴/α_t² (`dsm_weight`); tests check the identity on identical draws.
+
+    weight="inverse_square" is λ = 1/σ² of EDM's VP and VE baselines (Table 1, with density "vp" and "loguniform"):
+    since D − x₀ = σ (ε − ε̂), that loss is ‖ε̂ − ε‖², L_simple at σ's density.
     """
 
     def __init__(self, sde: SDE, sigma_data: float = 0.5, P_mean: float = -1.2, P_std: float = 1.2,
-                 density: str = "lognormal", eps: float | None = None, reduce: str = "mean"):
+                 density: str = "lognormal", eps: float | None = None, reduce: str = "mean", weight: str = "edm"):
         self.sde = check_sde(sde)
         self.sigma_data = check_real(sigma_data, "sigma_data", low=0, inclusive=(False, True))
         self.P_mean, self.P_std = check_real(P_mean, "P_mean"), check_real(P_std, "P_std", low=0, inclusive=(False, True))
         self.density, self.reduce = check_choice(density, "density", SIGMA_DENSITIES), check_choice(reduce, "reduce", REDUCTIONS)
+        self.lambda_ = check_choice(weight, "weight", SIGMA_WEIGHTS)
         self.eps = sde.sampling_eps if eps is None else check_real(eps, "eps", 0, sde.T, inclusive=(False, False))
         ends = torch.tensor([self.eps, sde.T], dtype=torch.float64)
         alpha, sigma = sde.marginal_coeffs(ends)
@@ -252,10 +260,13 @@ class EDMLoss:
 
     def sample_sigma(self, n: int, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
         lo, hi = self.sigma_range
-        z = torch.randn(n, generator=generator, device=device, dtype=torch.float64) if self.density == "lognormal" \
-            else torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        log_sigma = self.P_mean + self.P_std * z if self.density == "lognormal" else math.log(lo) + z * math.log(hi / lo)
-        return log_sigma.exp().clamp(lo, hi).to(dtype)
+        if self.density == "lognormal":
+            z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+            return (self.P_mean + self.P_std * z).exp().clamp(lo, hi).to(dtype)
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        if self.density == "vp":  # EDM's VPLoss: u ~ U(ε_t, 1), σ = σ_vp(u)
+            return vp_sigma(VP_EPS_T + (1 - VP_EPS_T) * u).clamp(lo, hi).to(dtype)
+        return (math.log(lo) + u * math.log(hi / lo)).exp().clamp(lo, hi).to(dtype)
 
     def time_of(self, sigma: torch.Tensor) -> torch.Tensor:
         """The t at which σ_t/α_t = σ (log SNR −ln σ), by bisection in float64."""
@@ -263,7 +274,9 @@ class EDMLoss:
         return t_of_log_snr(self.sde, -sigma.double().log(), self.sde.T, self.eps).to(sigma.dtype)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        """λ(σ) = (σ² + σ_d²)/(σ σ_d)²."""
+        """λ(σ) = (σ² + σ_d²)/(σ σ_d)² (EDM), or 1/σ² (its VP and VE baselines)."""
+        if self.lambda_ == "inverse_square":
+            return 1 / sigma**2
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
     def dsm_weight(self, t: torch.Tensor) -> torch.Tensor:
@@ -285,3 +298,9 @@ class EDMLoss:
 
     def __call__(self, score_fn, x0, generator=None, sigma=None, noise=None) -> torch.Tensor:
         return self.per_sample(score_fn, x0, generator, sigma, noise).mean()
+
+    @staticmethod
+    def with_uncertainty(per_sample: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """EDM2's loss with a learned uncertainty u(σ) (Karras et al. 2024, Eq. 8): L/e^u + u per sample. At its
+        minimum over u, e^u = L: the losses of every σ are brought to the same scale."""
+        return per_sample / u.exp() + u

@@ -5,7 +5,8 @@ With x_t = α_t x_0 + σ_t ε (any SDE in scoresde.sde):
     x_0   = (x_t − σ_t ε) / α_t                        (Tweedie's formula)
     v     = α_t ε − σ_t x_0                            (Salimans & Ho 2022; for VP α² + σ² = 1)
     F     = (x_0 − c_skip x̃)/c_out, x̃ = x_t/α_t       (EDM's preconditioned network at σ = σ_t/α_t,
-                                                        scoresde.preconditioning; σ_d = 0.5)
+                                                        scoresde.preconditioning: "edm" with σ_d, and
+                                                        EDM's VP and VE baselines "edm_vp", "edm_ve")
 Each `*_to_eps` / `eps_to_*` pair below is an exact inverse for every SDE, VE included.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 import torch
 
 from ._utils import append_dims, check_bool, check_callable, check_choice
-from .preconditioning import SIGMA_DATA, edm_coefficients
+from .preconditioning import PRECONDITIONINGS, SIGMA_DATA
 from .score import PARAMETERIZATION_NAMES, Score, as_score
 from .sde import SDE, check_sde
 
@@ -45,15 +46,19 @@ def v_to_eps(v, x, alpha, sigma):
     return (alpha * v + sigma * x) / (alpha**2 + sigma**2)
 
 
-def edm_to_eps(f, x, alpha, sigma, sigma_data=SIGMA_DATA):
-    """F → D = c_skip x̃ + c_out F (the x₀ prediction at EDM's σ = σ_t/α_t, x̃ = x_t/α_t) → ε."""
-    c_skip, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
-    return x0_to_eps(c_skip * (x / alpha) + c_out * f, x, alpha, sigma)
+def preconditioned(name: str):
+    """(F → ε, ε → F) of a preconditioning in scoresde.preconditioning: D = c_skip x̃ + c_out F is the x₀
+    prediction at EDM's σ = σ_t/α_t, x̃ = x_t/α_t."""
+    coefficients = PRECONDITIONINGS[name]
 
+    def to_eps(f, x, alpha, sigma, sigma_data=SIGMA_DATA):
+        c_skip, c_out, _, _ = coefficients(sigma / alpha, sigma_data)
+        return x0_to_eps(c_skip * (x / alpha) + c_out * f, x, alpha, sigma)
 
-def eps_to_edm(eps, x, alpha, sigma, sigma_data=SIGMA_DATA):
-    c_skip, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
-    return (eps_to_x0(eps, x, alpha, sigma) - c_skip * (x / alpha)) / c_out
+    def from_eps(eps, x, alpha, sigma, sigma_data=SIGMA_DATA):
+        c_skip, c_out, _, _ = coefficients(sigma / alpha, sigma_data)
+        return (eps_to_x0(eps, x, alpha, sigma) - c_skip * (x / alpha)) / c_out
+    return to_eps, from_eps
 
 
 # name -> (output -> ε, ε -> output); arguments are (value, x, alpha, sigma) with alpha, sigma broadcastable.
@@ -62,7 +67,7 @@ PARAMETERIZATIONS = {
     "score": (score_to_eps, eps_to_score),
     "x0": (x0_to_eps, eps_to_x0),
     "v": (v_to_eps, eps_to_v),
-    "edm": (edm_to_eps, eps_to_edm),
+    **{name: preconditioned(name) for name in PRECONDITIONINGS},
 }
 assert tuple(PARAMETERIZATIONS) == PARAMETERIZATION_NAMES  # Score checks the names without importing this module
 
@@ -70,13 +75,13 @@ assert tuple(PARAMETERIZATIONS) == PARAMETERIZATION_NAMES  # Score checks the na
 def convert(value: torch.Tensor, x: torch.Tensor, alpha, sigma, source: str, target: str,
             sigma_data: float = SIGMA_DATA) -> torch.Tensor:
     """Convert a prediction between parameterisations; alpha, sigma are per-sample tensors [B]; sigma_data is
-    EDM's σ_d (for "edm")."""
+    EDM's σ_d (for "edm"; EDM's VP and VE baselines do not use it)."""
     for name in (source, target):
         check_choice(name, "parameterization", PARAMETERIZATIONS)
     a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
     d = {"sigma_data": sigma_data}
-    eps = PARAMETERIZATIONS[source][0](value, x, a, s, **(d if source == "edm" else {}))
-    return PARAMETERIZATIONS[target][1](eps, x, a, s, **(d if target == "edm" else {}))
+    eps = PARAMETERIZATIONS[source][0](value, x, a, s, **(d if source in PRECONDITIONINGS else {}))
+    return PARAMETERIZATIONS[target][1](eps, x, a, s, **(d if target in PRECONDITIONINGS else {}))
 
 
 def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", continuous: bool = True,
@@ -104,7 +109,8 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
     returns the score of x, L⁻ᵀ s̃ (a per-class prior needs `sde.given(y)` first).
     parameterization="edm" (EDM's preconditioning, Karras et al. 2022, with σ_d = sigma_data): the model is F and
     receives c_in(σ) x_t/α_t and c_noise(σ) = ¼ ln σ at EDM's σ = σ_t/α_t instead of (x_t, t); its denoiser
-    D = c_skip x_t/α_t + c_out F predicts x₀. Continuous time only.
+    D = c_skip x_t/α_t + c_out F predicts x₀. Continuous time only. "edm_vp" and "edm_ve" are EDM's VP and VE
+    baselines (Table 1): the same form with their own c_skip, c_out, c_in and c_noise (σ_d unused).
     """
     check_callable(model, "model", "model(x, label) returning a tensor shaped like x")
     check_sde(sde)
@@ -117,9 +123,9 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
                          f"preserving SDE in continuous time: got {type(sde).__name__} with continuous={continuous}")
     if not continuous and not sde.ddpm_lattice:
         raise ValueError(f"continuous=False needs an SDE with discrete DDPM betas (VPSDE), got {type(sde).__name__}")
-    edm = parameterization == "edm"
+    edm = parameterization in PRECONDITIONINGS
     if edm and (not continuous or noise_level or learned_variance):
-        raise ValueError("parameterization='edm' conditions the network on EDM's σ in continuous time: it takes "
+        raise ValueError(f"parameterization={parameterization!r} conditions the network on EDM's σ in continuous time: it takes "
                          "neither continuous=False, noise_level=True nor learned_variance=True")
     if edm and not sigma_data > 0:
         raise ValueError(f"sigma_data must be > 0 (the data's standard deviation), got {sigma_data!r}")
@@ -135,7 +141,7 @@ def get_score_fn(model: Callable, sde: SDE, parameterization: str = "eps", conti
             alpha, sigma = abar.sqrt().to(x.dtype), (1 - abar).sqrt().to(x.dtype)
         inputs = x
         if edm:  # EDM's network input and noise conditioning at σ = σ_t/α_t
-            _, _, c_in, label = edm_coefficients(sigma / alpha, sigma_data)
+            _, _, c_in, label = PRECONDITIONINGS[parameterization](sigma / alpha, sigma_data)
             inputs = append_dims(c_in / alpha, x.ndim) * x
         raw = model(inputs, label) if y is None else model(inputs, label, y)
         out, v = split_variance(raw, x) if learned_variance else (raw, None)

@@ -59,7 +59,7 @@ def save_samples(x: torch.Tensor, run, path: Path) -> Path | None:
 
 
 def save_guidance_grid(x: torch.Tensor, labels, ws, run, path: Path, per_cell: int = 6,
-                       note: str = "") -> Path | None:
+                       note: str = "", columns: str = "classifier-free guidance w (0: conditional)") -> Path | None:
     """A picture of samples x [L, W, n, ...]: a row per class, a column per guidance scale w (per_cell samples
     per cell; 2-D points: a scatter plot per cell); needs matplotlib."""
     try:
@@ -90,8 +90,9 @@ def save_guidance_grid(x: torch.Tensor, labels, ws, run, path: Path, per_cell: i
             if i == 0:
                 ax.set_title(f"w = {w:g}", fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"class {y}", fontsize=9)
-    fig.suptitle("rows: classes; columns: classifier-free guidance w (0: conditional)" + note, fontsize=9)
+                ax.set_ylabel("unconditional" if y is None else f"class {y}", fontsize=9)
+    rows_are = "" if list(labels) == [None] else "rows: classes; "
+    fig.suptitle(f"{rows_are}columns: {columns}" + note, fontsize=9)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -115,11 +115,16 @@ class Run:
                              f"it has no samples" + ("; use it to guide one (run.sample(..., classifier=this_run), "
                                                      "scoresde sample --classifier WORKDIR)" if self.family.guides else ""))
 
-    def guided_score(self, labels=None, guidance: float = 0.0, classifier=None, classifier_scale: float = 1.0):
+    def guided_score(self, labels=None, guidance: float = 0.0, classifier=None, classifier_scale: float = 1.0,
+                     autoguide=None):
         """The score a sampler runs (scoresde.guidance.guided): unconditional (labels None), conditional (w = 0),
         classifier-free guided with w = guidance, and/or classifier guided (classifier: a classifier Run or
-        a function (x, t) → logits). labels: one class or one per sample of the batch."""
+        a function (x, t) → logits). labels: one class or one per sample of the batch.
+        autoguide: a weaker Run of the same data and SDE (a smaller network, or an earlier checkpoint of this one):
+        guidance is then autoguidance's w, (1 + w) s − w s_bad, given the same labels (EDM2's w is 1 + w)."""
         self._check_can_sample()
+        if autoguide is not None:
+            return self._autoguided(labels, guidance, classifier, autoguide)
         if isinstance(classifier, Run):
             if not classifier.family.guides:
                 raise ValueError(f"classifier must be a run that guides (config.family='classifier'), got a "
@@ -129,15 +134,37 @@ class Run:
         score_fn = self.score_fn if sde is self.sde else self.family.score_fn(self.model, sde, self.config)
         return guidance_.guided(score_fn, labels, guidance, classifier, classifier_scale)
 
+    def _autoguided(self, labels, guidance, classifier, weak):
+        if not isinstance(weak, Run):
+            raise ArgumentTypeError(f"autoguide must be a Run (load_run(workdir, checkpoint=...)), got {describe(weak)}")
+        if classifier is not None:
+            raise ValueError("autoguide and classifier guidance are not combined; give one of them")
+        weak._check_can_sample()
+        for what, mine, theirs in (("data shape", self.shape, weak.shape),
+                                   ("SDE (config.sde)", self.config.sde.to_dict(), weak.config.sde.to_dict()),
+                                   ("classes (config.model.num_classes)", self.num_classes, weak.num_classes)):
+            if mine != theirs:
+                raise ValueError(f"autoguide must be a weaker model of the same data and process: its {what} is "
+                                 f"{theirs}, this run's {mine}")
+        if (self.family.conditioning == "image" or not self.family.continuous_density or self.prior is not None
+                or weak.prior is not None):
+            raise ValueError(f"autoguide needs two score-based runs of a continuous density with a standard prior and "
+                             f"no image conditioning; this is a {self.family.name} run"
+                             + (" with a data prior" if self.prior is not None or weak.prior is not None else ""))
+        good = guidance_.guided(self.score_fn, labels)
+        bad = guidance_.guided(weak.score_fn, labels)
+        return guidance_.autoguided(good, bad, guidance)
+
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                progress_bar: bool = False, labels=None, guidance: float = 0.0, classifier=None,
-               classifier_scale: float = 1.0, condition=None, **options):
+               classifier_scale: float = 1.0, condition=None, autoguide=None, **options):
         """n samples from the model: returns (x, nfe), nfe per batch. `sampler` is a name or a built sampler.
 
         Batch b (starting at sample i) uses the seed seed + i, so a sample depends on (seed, batch_size) only.
         labels (a class, or one per sample [n]), guidance (w; 0: conditional) and classifier, classifier_scale
-        condition and guide the score (`guided_score`). nfe counts network calls; with classifier-free
+        condition and guide the score (`guided_score`); autoguide (a weaker Run) makes guidance autoguidance's w
+        (EDM2's w is 1 + w), with or without labels. nfe counts network calls; with classifier-free
         guidance (w ∉ {0, −1}) each is on a doubled batch. condition: for a family conditioned on images, one
         image per sample [n, *shape] (the family's methods may make them from other inputs).
         """
@@ -163,7 +190,7 @@ class Run:
             g = torch.Generator(device=self.device).manual_seed(seed + i)
             b = min(batch_size, n - i)
             y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
-            score = self.guided_score(y, guidance, classifier, classifier_scale)
+            score = self.guided_score(y, guidance, classifier, classifier_scale, autoguide)
             if condition is not None:
                 score = self.family.condition(score, condition[i:i + b])
             x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), generator=g, device=self.device)

@@ -23,7 +23,7 @@ import torch
 
 from ._utils import ArgumentTypeError, check_bool, check_callable, check_finite, check_output, check_positive_int, describe
 
-PARAMETERIZATION_NAMES = ("eps", "score", "x0", "v", "edm")  # the keys of parameterization.PARAMETERIZATIONS
+PARAMETERIZATION_NAMES = ("eps", "score", "x0", "v", "edm", "edm_vp", "edm_ve")  # the keys of parameterization.PARAMETERIZATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Score:
     data_shape: the per-sample shape the network was built for, where it declares one.
     batch_factor: network samples per sample in one call (2 for classifier-free guidance on a doubled batch).
     classifier_guided: each call also costs a classifier's forward and backward pass.
+    autoguided: each call also costs a call of a weaker model (autoguidance, `scoresde.guidance.autoguided`).
     whitened: the score is of x̃ = L⁻¹(x − μ) under a prior N(μ, LLᵀ) (PriorGrad), not of x.
     """
     fn: Callable
@@ -51,11 +52,12 @@ class Score:
     data_shape: tuple | None = None
     batch_factor: int = 1
     classifier_guided: bool = False
+    autoguided: bool = False
     whitened: bool = False
 
     def __post_init__(self):
         check_callable(self.fn, "fn", "fn(x, t) returning a tensor shaped like x")
-        for name in ("continuous", "learned_variance", "noise_level", "classifier_guided", "whitened"):
+        for name in ("continuous", "learned_variance", "noise_level", "classifier_guided", "autoguided", "whitened"):
             check_bool(getattr(self, name), name)
         if self.parameterization not in PARAMETERIZATION_NAMES:
             raise ValueError(f"parameterization must be one of {', '.join(PARAMETERIZATION_NAMES)}, "

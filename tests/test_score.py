@@ -99,7 +99,7 @@ def test_counting_keeps_the_declared_facts():
 
 def test_declared_facts_are_checked_by_name():
     for bad, match in [({"continuous": 1}, "continuous must be True or False"),
-                       ({"parameterization": "noise"}, "parameterization must be one of eps, score, x0, v, edm, got 'noise'"),
+                       ({"parameterization": "noise"}, "parameterization must be one of eps, score, x0, v, edm, edm_vp, edm_ve, got 'noise'"),
                        ({"num_classes": -1}, "num_classes must be a non-negative integer, got -1"),
                        ({"batch_factor": 0}, "batch_factor")]:
         with pytest.raises((ValueError, TypeError), match=match):

@@ -84,23 +84,26 @@ def npz_path(out, workdir, default_name: str) -> Path:
 
 
 def sample_files(run, sampler, *, name: str, steps, n: int, seed: int = 0, batch_size: int | None = None, out=None,
-                 labels=None, guidance=(0.0,), classifier=None, classifier_scale: float = 1.0) -> str:
+                 labels=None, guidance=(0.0,), classifier=None, classifier_scale: float = 1.0, autoguide=None) -> str:
     """Samples to WORKDIR/samples/<name>_<steps>.npz and a picture beside it; with several labels or guidance
-    scales, a grid (a row per class, a column per w). Returns the line the CLI prints."""
+    scales, a grid (a row per class, a column per w). autoguide: a weaker Run; guidance is then autoguidance's w,
+    with or without labels. Returns the line the CLI prints."""
     from ..guidance import describe_cost
     from ..plots import save_samples
 
     ws = list(guidance)
-    guide = {"classifier": classifier, "classifier_scale": classifier_scale}
-    if labels is None and (ws != [0.0] or classifier is not None):
-        raise ValueError("--guidance and --classifier need --labels (which classes to sample)")
-    if labels is not None and (len(labels) > 1 or len(ws) > 1):
-        return _sample_grid(run, sampler, name, steps, n, seed, batch_size, out, labels, ws, guide)
+    guide = {"classifier": classifier, "classifier_scale": classifier_scale, "autoguide": autoguide}
+    if labels is None and autoguide is None and (ws != [0.0] or classifier is not None):
+        raise ValueError("--guidance and --classifier need --labels (which classes to sample), or --autoguide")
+    if len(ws) > 1 or (labels is not None and len(labels) > 1):
+        return _sample_grid(run, sampler, name, steps, n, seed, batch_size, out, labels or [None], ws, guide)
+    guide.update(labels=None if labels is None else labels[0], guidance=ws[0])
     if labels is not None:
-        guide.update(labels=labels[0], guidance=ws[0])
-        name += f"_y{labels[0]}_w{ws[0]:g}"
+        name += f"_y{labels[0]}"
+    if labels is not None or autoguide is not None:
+        name += f"_{'auto' if autoguide is not None else ''}w{ws[0]:g}"
     x, nfe, seconds = run.timed_sample(n, sampler, seed=seed, batch_size=batch_size, **guide)
-    cost = describe_cost(run.guided_score(**guide)) if labels is not None else ""
+    cost = describe_cost(run.guided_score(**guide))
     path = npz_path(out, run.workdir, f"{name}_{steps}.npz")
     replaced = " (replacing the earlier files of that name; --out PATH writes elsewhere)" if path.exists() else ""
     np.savez(path, samples=x.numpy(), nfe=nfe, seconds=seconds, step=run.step)
@@ -122,12 +125,16 @@ def _sample_grid(run, sampler, name, steps, n, seed, batch_size, out, labels, ws
     seconds = time.perf_counter() - start
     x = torch.stack(xs).reshape(len(labels), len(ws), *xs[0].shape)
     path = npz_path(out, run.workdir, f"{name}_{steps}_grid.npz")
-    np.savez(path, samples=x.numpy(), labels=np.array(labels), guidance=np.array(ws), step=run.step, seconds=seconds)
+    np.savez(path, samples=x.numpy(), labels=np.array([] if labels == [None] else labels, dtype=np.int64),
+             guidance=np.array(ws), step=run.step, seconds=seconds)
     note = f"; classifier guidance, scale {guide['classifier_scale']:g}" if guide["classifier"] is not None else ""
-    png = save_guidance_grid(x, labels, ws, run, path.with_suffix(".png"), note=note)
+    columns = ("autoguidance w ((1 + w) s − w s_weak; 0: the model alone; EDM2's w is 1 + w)"
+               if guide["autoguide"] is not None else "classifier-free guidance w (0: conditional)")
+    png = save_guidance_grid(x, labels, ws, run, path.with_suffix(".png"), note=note, columns=columns)
     costliest = max(ws, key=lambda w: w not in (0, -1))  # a w that doubles the batch, if any
     cost = describe_cost(run.guided_score(labels[0], costliest, **guide))
-    return (f"{len(labels)} classes x {len(ws)} guidance scales x {n} samples from step {run.step}, {nfe} NFE per "
+    classes = "" if labels == [None] else f"{len(labels)} classes x "
+    return (f"{classes}{len(ws)} guidance scales x {n} samples from step {run.step}, {nfe} NFE per "
             f"batch{cost}" + (" where w is not 0 or -1" if "doubled" in cost and len(ws) > 1 else "")
             + f", {seconds:.1f} s: wrote {path}" + (f" and {png}" if png else ""))
 

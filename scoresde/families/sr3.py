@@ -81,14 +81,15 @@ def with_sde(run, sde):
 
 
 def sample_command(run, sampler, *, name: str, steps, n: int, seed: int = 0, batch_size=None, out=None, labels=None,
-                   guidance=(0.0,), classifier=None, classifier_scale: float = 1.0) -> str:
+                   guidance=(0.0,), classifier=None, classifier_scale: float = 1.0, autoguide=None) -> str:
     """Super-resolve the first n held-out images; save them with their inputs and ground truth, and report PSNR,
     SSIM and consistency."""
     from ..metrics import restoration_metrics
     from ..plots import save_rows
 
-    if labels is not None or classifier is not None or list(guidance) != [0.0]:
-        raise ValueError("--labels, --guidance and --classifier are for class-conditional runs; this is an SR3 run")
+    if labels is not None or classifier is not None or list(guidance) != [0.0] or autoguide is not None:
+        raise ValueError("--labels, --guidance, --classifier and --autoguide are for runs that sample from noise; "
+                         "this is an SR3 run")
     truth = run.data.eval_data[:n]
     if len(truth) < n:
         raise ValueError(f"--n {n}: an SR3 run super-resolves held-out images, and this run has {len(truth)}")

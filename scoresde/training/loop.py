@@ -7,6 +7,7 @@ Layout of a workdir:
     checkpoints/ckpt_<step>.pt   periodic snapshots (the fallback when latest.pt is damaged)
     .lock                  held by the one process that trains the run
     samples/step_<step>.png      sample grids (images) or scatter plots (2-D data)
+    ema/snapshot_<step>.pt       post-hoc EMA snapshots (training.ema_sigma_rels; scoresde.posthoc_ema)
     tensorboard/           scalars, when tensorboard is installed
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .._utils import progress
 from ..config import _get, _keys, from_json, to_json, validate
 from ..data import stream_generator
 from ..plots import save_samples
+from ..posthoc_ema import PowerEMA
 from ..run import Run, select_device
 from .ema import EMA
 
@@ -119,6 +121,7 @@ class Trainer:
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = self.family.model(config, self.data.shape).to(self.device)
         self.ema = EMA(self.model, t.ema_rate, warmup=t.ema_warmup)
+        self.power_ema = PowerEMA(self.model, t.ema_sigma_rels) if t.ema_sigma_rels else None  # post-hoc EMA
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
                                           eps=config.optim.eps, weight_decay=config.optim.weight_decay)
         self.train_model = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
@@ -151,6 +154,12 @@ class Trainer:
             return
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"], state["ema_updates"])
+        if self.power_ema is not None:
+            if "power_ema" not in state and "imported" not in state:
+                raise ValueError(f"{path} has no post-hoc EMA profiles, but config.training.ema_sigma_rels is set: the "
+                                 f"profiles must be tracked from step 1; start a new --workdir")
+            if "power_ema" in state:
+                self.power_ema.load_state_dict(state["power_ema"])
         if "imported" in state:  # published weights (scoresde import): fine-tuning starts a fresh optimiser
             print(f"fine-tuning the weights imported from {state['imported']['file']} with a fresh optimiser")
         else:
@@ -169,6 +178,8 @@ class Trainer:
                  "config": to_json(self.config),
                  "data": {"shape": list(self.data.shape), "is_image": self.data.is_image,
                           "centered": bool(self.config.data.centered)}}
+        if self.power_ema is not None:
+            state["power_ema"] = self.power_ema.state_dict()
         if hasattr(self.loss_fn, "state_dict"):
             state["loss_state"] = self.loss_fn.state_dict()
         if self.prior is not None:
@@ -176,6 +187,17 @@ class Trainer:
         checkpoint.atomic_save(state, self.ckpt_dir / checkpoint.LATEST)
         if snapshot:
             checkpoint.atomic_save(state, self.ckpt_dir / f"ckpt_{self.step}.pt")
+
+    def posthoc_ema_cost(self) -> str:
+        """'' or a line on what post-hoc EMA's snapshots cost on disk over the run."""
+        if self.power_ema is None:
+            return ""
+        t = self.config.training
+        each = self.power_ema.snapshot_bytes()
+        count = t.n_iters // t.ema_snapshot_every + (t.n_iters % t.ema_snapshot_every > 0)
+        return (f"post-hoc EMA: σ_rel {', '.join(f'{s:g}' for s in self.power_ema.sigma_rels)} tracked; a snapshot every "
+                f"{t.ema_snapshot_every} steps to {self.workdir / 'ema'}: {each / 2**20:.1f} MiB each, "
+                f"{count} snapshots, {count * each / 2**20:.1f} MiB over {t.n_iters} steps")
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimiser step `step` (0-based): linear warm-up over optim.warmup steps, times
@@ -206,6 +228,8 @@ class Trainer:
             group["lr"] = self.learning_rate(self.step)
         self.optimizer.step()
         self.ema.update(self.model)
+        if self.power_ema is not None:
+            self.power_ema.update(self.model)
         self.step += 1
         self.run.step = self.step
         return loss.item(), grad_norm.item()
@@ -239,6 +263,9 @@ class Trainer:
                     self.logger.log(self.step, **self.run.evaluate())
                 if self.dist.main and self.run.can_sample and (self.step % t.sample_every == 0 or self.step == t.n_iters):
                     save_samples(self.sample()[0], self.run, self.workdir / "samples" / f"step_{self.step}.png")
+                if self.power_ema is not None and self.dist.main and (
+                        self.step % t.ema_snapshot_every == 0 or self.step == t.n_iters):
+                    self.power_ema.save_snapshot(self.workdir)
                 if self.step % t.save_every == 0 or self.step % t.snapshot_every == 0 or self.step == t.n_iters:
                     self.save(snapshot=self.step % t.snapshot_every == 0 or self.step == t.n_iters)
         except KeyboardInterrupt:
