@@ -187,6 +187,17 @@ def build_loss_fn(sde, config):
     return dsm_loss
 
 
+SIGMA_DATA_SAMPLES = 1000  # training samples σ_d is measured on (config.model.sigma_data_from_data)
+
+
+def estimate_sigma_data(data, seed: int) -> float:
+    """EDM's σ_d from the training data: the root mean square √E[x₀²] of SIGMA_DATA_SAMPLES samples (or all of them),
+    which is what gives F's target unit variance when the data's mean is not 0; rounded to 4 digits."""
+    n = SIGMA_DATA_SAMPLES if data.num_train is None else min(SIGMA_DATA_SAMPLES, data.num_train)
+    x, _ = data.train_batch(0, n, seed)
+    return round(float(x.double().pow(2).mean().sqrt()), 4)
+
+
 def data_prior(config, data):
     """config.sde.prior='data': PriorGrad's prior (Lee et al. 2022), the mean and diagonal variance of
     config.sde.prior_samples training samples, per class with config.sde.prior_per_class; None for 'standard'."""

@@ -39,6 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
         parameterization="eps",   # what the network predicts: eps, score, x0, v, or edm (EDM's preconditioned F;
                                   # edm_vp, edm_ve: EDM's VP and VE baselines, scoresde.preconditioning)
         sigma_data=0.5,           # parameterization="edm": σ_d, the data's standard deviation (Karras et al. 2022)
+        sigma_data_from_data=False,  # True: σ_d is measured at the start of training, √E[x₀²] of 1000 training samples
         uncertainty=False,        # EDM2's learned u(σ): loss λ/e^u ‖D − x₀‖² + u (needs loss.weighting="edm")
         time_scale=1000.0,        # t is multiplied by this before the time embedding (use 1 for discrete time)
         hidden=256, layers=3, emb_dim=64,                       # mlp
@@ -282,6 +283,13 @@ def _check_edm_parameterization(config) -> None:
     if m.uncertainty and loss.weighting != "edm":
         raise ValueError(f"config.model.uncertainty=True learns EDM2's u(σ) inside EDM's objective: it needs "
                          f"config.loss.weighting='edm', got {loss.weighting!r}")
+    if m.parameterization in ("edm", "edm_vp", "edm_ve") and m.name not in ("mlp", "unet"):
+        raise ValueError(f"config.model.parameterization={m.parameterization!r} feeds the network EDM's c_noise(σ), but "
+                         f"config.model.name={m.name!r} conditions on its own time, σ or step index; use 'mlp' or "
+                         f"'unet' (EDM's own networks are model.name='edm', an x0 denoiser)")
+    if m.sigma_data_from_data and m.parameterization != "edm":
+        raise ValueError(f"config.model.sigma_data_from_data=True sets EDM's σ_d: it needs "
+                         f"config.model.parameterization='edm', got {m.parameterization!r}")
     if m.parameterization in ("edm", "edm_vp", "edm_ve") and (not config.loss.continuous or m.learned_variance):
         raise ValueError(f"config.model.parameterization={m.parameterization!r} needs config.loss.continuous=True and "
                          f"config.model.learned_variance=False, got {config.loss.continuous} and {m.learned_variance}")

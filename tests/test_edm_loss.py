@@ -161,3 +161,40 @@ def test_a_toy_run_trains_with_edms_recipe_and_samples(tmp_path, uncertainty):
     x, nfe = run.sample(32, "edm", steps=8, preset="imagenet64")
     assert isinstance(run.sde, scoresde.EDMSDE) and x.shape == (32, 2) and torch.isfinite(x).all()
     assert run.eval_loss() > 0
+
+
+def test_edm_preconditioning_refuses_networks_that_condition_themselves():
+    from scoresde.config import default_config, validate
+    for name in ("ncsnpp", "diffusers"):
+        c = default_config()
+        c.model.update(name=name, parameterization="edm")
+        with pytest.raises(ValueError, match=rf"config.model.parameterization='edm' feeds .* config.model.name='{name}'"):
+            validate(c)
+    c = default_config()
+    c.model.sigma_data_from_data = True
+    with pytest.raises(ValueError, match="config.model.sigma_data_from_data=True .* needs config.model.parameterization"):
+        validate(c)
+
+
+@pytest.mark.slow
+def test_sigma_data_is_measured_from_the_data_and_kept_on_resume(tmp_path):
+    """σ_d from the data is √E[x₀²] of the first 1000 training samples, saved in config.json; a resumed run reads
+    the same value, so the resume check passes."""
+    from scoresde import builders
+    from scoresde.config import apply_overrides, from_json, load_config
+    from scoresde.training import Trainer
+    overrides = ["--config.sde.type=edm", "--config.sde.sigma_min=0.002", "--config.sde.sigma_max=80.0",
+                 "--config.model.parameterization=edm", "--config.model.sigma_data_from_data=True",
+                 "--config.loss.weighting=edm", "--config.model.hidden=32", "--config.training.device=cpu",
+                 "--config.data.n_eval=64", "--config.sampling.name=edm", "--config.sampling.steps=3"]
+    config = apply_overrides(load_config("configs/vp/toy.py"), overrides + ["--config.training.n_iters=3"])
+    trainer = Trainer(config, tmp_path / "run", progress_bar=False)
+    x, _ = trainer.data.train_batch(0, 1000, config.training.seed)
+    expected = round(float(x.double().pow(2).mean().sqrt()), 4)
+    assert trainer.config.model.sigma_data == expected == builders.estimate_sigma_data(trainer.data, 42)
+    assert expected != 0.5  # the checkerboard is not EDM's default
+    trainer.train()
+    assert from_json((tmp_path / "run" / "config.json").read_text()).model.sigma_data == expected
+    config = apply_overrides(load_config("configs/vp/toy.py"), overrides + ["--config.training.n_iters=5"])
+    Trainer(config, tmp_path / "run", progress_bar=False).train()
+    assert scoresde.load_run(tmp_path / "run", "cpu").config.model.sigma_data == expected

@@ -30,6 +30,7 @@ class ToyData:
 
     is_image = False
     eval_uint8 = None  # real-valued data: no 8-bit values to dequantise
+    num_train = None  # training samples: drawn afresh, without end
 
     def __init__(self, name: str, n_eval: int = 2000, seed: int = 0):
         check_choice(name, "name", TOY)
@@ -78,6 +79,11 @@ class ImageData:
         self.shape = tuple(images.shape[1:])
         self.eval_uint8 = eval_images  # the held-out pixel values 0…255, for dequantised bits/dim
         self.eval_data = self.scale(eval_images)
+
+    @property
+    def num_train(self) -> int:
+        """The number of training images."""
+        return len(self.images)
 
     @property
     def data_range(self) -> tuple[float, float]:

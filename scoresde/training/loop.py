@@ -114,6 +114,8 @@ class Trainer:
         self.family = families.get_family(config)  # what kind of model the config builds
         self.data = self.family.data(config)
         builders.check_labels(config, self.data)
+        if config.model.sigma_data_from_data:  # EDM's σ_d, measured once and saved in config.json with the run
+            config.model.sigma_data = builders.estimate_sigma_data(self.data, t.seed)
         self.prior = self.family.prior(config, self.data)  # PriorGrad's prior (None: N(0, I)), saved with the run
         self.sde = self.family.process(config)
         if self.prior is not None:
