@@ -18,6 +18,16 @@ class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type: a TypeError that `except ValueError` also catches."""
 
 
+@torch.no_grad()
+def ema_update_(ema: torch.nn.Module, model: torch.nn.Module, weight: float) -> None:
+    """One moving-average step: each of ema's parameters moves `weight` of the way to model's (θ̂ ← θ̂ + w(θ − θ̂)),
+    and its buffers (running statistics) become model's."""
+    for ema_p, p in zip(ema.parameters(), model.parameters()):
+        ema_p.lerp_(p.detach(), weight)
+    for ema_b, b in zip(ema.buffers(), model.buffers()):
+        ema_b.copy_(b)
+
+
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """Append trailing singleton dims so a per-sample tensor [B] broadcasts against [B, ...]."""
     extra = ndim - v.ndim

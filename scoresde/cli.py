@@ -159,8 +159,9 @@ def cmd_train(args, overrides):
     start, t0 = trainer.step, time.perf_counter()
     if main_rank and trainer.resumed_from:
         print(f"resuming from step {start} ({trainer.resumed_from[1]})")
-    if main_rank and trainer.posthoc_ema_cost():
-        print(trainer.posthoc_ema_cost())
+    cost = trainer.posthoc_ema_cost()
+    if main_rank and cost:
+        print(cost)
     if main_rank and start >= config.training.n_iters:
         print(f"{args.workdir} is already trained to step {start} (training.n_iters={config.training.n_iters}); "
               f"raise --config.training.n_iters to train further")

@@ -18,6 +18,7 @@ import ml_collections
 from . import families
 from ._utils import did_you_mean
 from .posthoc_ema import SIGMA_REL_MAX
+from .preconditioning import PRECONDITIONINGS
 
 KEY_CUTOFF = 0.85  # dotted keys share their section's prefix, so only a near-identical key is suggested
 
@@ -283,14 +284,15 @@ def _check_edm_parameterization(config) -> None:
     if m.uncertainty and loss.weighting != "edm":
         raise ValueError(f"config.model.uncertainty=True learns EDM2's u(σ) inside EDM's objective: it needs "
                          f"config.loss.weighting='edm', got {loss.weighting!r}")
-    if m.parameterization in ("edm", "edm_vp", "edm_ve") and m.name not in ("mlp", "unet"):
+    preconditioned = m.parameterization in PRECONDITIONINGS
+    if preconditioned and m.name not in ("mlp", "unet"):
         raise ValueError(f"config.model.parameterization={m.parameterization!r} feeds the network EDM's c_noise(σ), but "
                          f"config.model.name={m.name!r} conditions on its own time, σ or step index; use 'mlp' or "
                          f"'unet' (EDM's own networks are model.name='edm', an x0 denoiser)")
     if m.sigma_data_from_data and m.parameterization != "edm":
         raise ValueError(f"config.model.sigma_data_from_data=True sets EDM's σ_d: it needs "
                          f"config.model.parameterization='edm', got {m.parameterization!r}")
-    if m.parameterization in ("edm", "edm_vp", "edm_ve") and (not config.loss.continuous or m.learned_variance):
+    if preconditioned and (not config.loss.continuous or m.learned_variance):
         raise ValueError(f"config.model.parameterization={m.parameterization!r} needs config.loss.continuous=True and "
                          f"config.model.learned_variance=False, got {config.loss.continuous} and {m.learned_variance}")
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from ._utils import ema_update_
 
 SNAPSHOT_DIR = "ema"  # WORKDIR/ema/snapshot_<step>.pt
 _SNAPSHOT = re.compile(r"snapshot_(\d+)\.pt")
@@ -82,15 +83,10 @@ class PowerEMA:
         self.models = [copy.deepcopy(model).eval().requires_grad_(False) for _ in self.sigma_rels]
         self.num_updates = 0  # t, updates so far (checkpointed)
 
-    @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.num_updates += 1
         for gamma, ema in zip(self.gammas, self.models):
-            beta = update_factor(self.num_updates, gamma)
-            for ema_p, p in zip(ema.parameters(), model.parameters()):
-                ema_p.lerp_(p.detach(), 1.0 - beta)
-            for ema_b, b in zip(ema.buffers(), model.buffers()):
-                ema_b.copy_(b)
+            ema_update_(ema, model, 1.0 - update_factor(self.num_updates, gamma))
 
     def state_dict(self) -> dict:
         return {"sigma_rels": list(self.sigma_rels), "num_updates": self.num_updates,
@@ -107,7 +103,7 @@ class PowerEMA:
     def snapshot(self) -> dict:
         """What a snapshot file holds: the step and each profile's (σ_rel, γ, weights)."""
         return {"step": self.num_updates, "profiles": [
-            {"sigma_rel": s, "gamma": g, "ema": {k: v.clone() for k, v in m.state_dict().items()}}
+            {"sigma_rel": s, "gamma": g, "ema": m.state_dict()}
             for s, g, m in zip(self.sigma_rels, self.gammas, self.models)]}
 
     def save_snapshot(self, workdir: Path) -> Path:
@@ -129,25 +125,28 @@ def profile_inner(t_i, gamma_i, t_j, gamma_j):
     return (g_i + 1) * (g_j + 1) / a * np.exp(log)
 
 
+def _normal_equations(steps, gammas, target_step: float, target_gamma: float):
+    """(⟨p_i, p_j⟩ [n, n], ⟨p_i, p_target⟩ [n], ‖p_target‖²) of the snapshots' profiles (steps [n], gammas [n]), with
+    time in units of the target step, so large γ and long runs do not overflow."""
+    t = np.asarray(steps, dtype=np.float64) / target_step
+    g = np.asarray(gammas, dtype=np.float64)
+    return (profile_inner(t[:, None], g[:, None], t[None, :], g[None, :]), profile_inner(t, g, 1.0, target_gamma),
+            float(profile_inner(1.0, target_gamma, 1.0, target_gamma)))
+
+
 def solve_coefficients(steps, gammas, target_step: float, target_gamma: float) -> np.ndarray:
     """c minimising ‖Σ_i c_i p_i − p_target‖² over the snapshots' profiles (steps [n], gammas [n]), float64.
 
-    Time is measured in units of the target step, so large γ and long runs do not overflow. The Gram matrix of
-    the profiles is ill-conditioned; lstsq's SVD drops the directions below float64's resolution, as EDM2 does."""
-    t = np.asarray(steps, dtype=np.float64) / target_step
-    g = np.asarray(gammas, dtype=np.float64)
-    gram = profile_inner(t[:, None], g[:, None], t[None, :], g[None, :])
-    rhs = profile_inner(t, g, 1.0, target_gamma)
+    The Gram matrix of the profiles is ill-conditioned; lstsq's SVD drops the directions below float64's
+    resolution, as EDM2 does."""
+    gram, rhs, _ = _normal_equations(steps, gammas, target_step, target_gamma)
     return np.linalg.lstsq(gram, rhs, rcond=None)[0]
 
 
 def profile_error(steps, gammas, coefficients, target_step: float, target_gamma: float) -> float:
     """‖Σ c_i p_i − p_target‖ / ‖p_target‖: how well the snapshots represent the target profile (0: exactly)."""
-    t = np.asarray(steps, dtype=np.float64) / target_step
-    g, c = np.asarray(gammas, dtype=np.float64), np.asarray(coefficients, dtype=np.float64)
-    gram = profile_inner(t[:, None], g[:, None], t[None, :], g[None, :])
-    rhs = profile_inner(t, g, 1.0, target_gamma)
-    target = profile_inner(1.0, target_gamma, 1.0, target_gamma)
+    gram, rhs, target = _normal_equations(steps, gammas, target_step, target_gamma)
+    c = np.asarray(coefficients, dtype=np.float64)
     return float(math.sqrt(max(c @ gram @ c - 2 * c @ rhs + target, 0.0) / target))
 
 
@@ -175,28 +174,33 @@ def reconstruct(workdir, sigma_rel: float, step: int | None = None, using=None):
     files = [(s, p) for s, p in files if s <= step]
     if not files:
         raise ValueError(f"step {step} is before the first EMA snapshot; choose a step >= {snapshot_files(workdir)[0][0]}")
-    snapshots = [(s, checkpoint.load_weights(p)) for s, p in files]
-    entries = [(s, prof) for s, snap in snapshots for prof in snap["profiles"]
-               if using is None or float(prof["sigma_rel"]) in {float(u) for u in using}]
-    if not entries:
-        raise ValueError(f"using={list(using)} names no tracked width; the snapshots hold "
-                         f"{sorted({float(p['sigma_rel']) for _, snap in snapshots for p in snap['profiles']})}")
+    # every snapshot of a run holds the same profiles (the config cannot change them on resume): the coefficients
+    # come from the first one's, and the weights are summed one file at a time, so memory holds one snapshot
+    tracked = checkpoint.load_weights(files[0][1])["profiles"]
+    widths = [float(p["sigma_rel"]) for p in tracked]
+    keep = [i for i, w in enumerate(widths) if using is None or w in {float(u) for u in using}]
+    if not keep:
+        raise ValueError(f"using={list(using)} names no tracked width; the snapshots hold {sorted(widths)}")
     gamma = gamma_of_sigma_rel(sigma_rel)
-    steps, gammas = [s for s, _ in entries], [float(p["gamma"]) for _, p in entries]
-    c = solve_coefficients(steps, gammas, step, gamma)
-    total = None
-    for ci, (_, prof) in zip(c, entries):
-        if total is None:
-            total = {k: torch.zeros_like(v, dtype=torch.float64) if v.is_floating_point() else v.clone()
-                     for k, v in prof["ema"].items()}
-        for k, v in prof["ema"].items():
-            if v.is_floating_point():
-                total[k] += float(ci) * v.double()
-    last = entries[-1][1]["ema"]  # integer buffers (counters) are taken from the newest snapshot
-    state = {k: (v.to(last[k].dtype) if last[k].is_floating_point() else last[k].clone()) for k, v in total.items()}
+    steps = [s for s, _ in files for _ in keep]
+    gammas = [float(tracked[i]["gamma"]) for _ in files for i in keep]
+    c = solve_coefficients(steps, gammas, step, gamma).reshape(len(files), len(keep))
+    total, last = {}, None
+    for (_, path), coefficients in zip(files, c):
+        profiles = tracked if path == files[0][1] else checkpoint.load_weights(path)["profiles"]
+        if [float(p["sigma_rel"]) for p in profiles] != widths:
+            raise ValueError(f"{path} tracks σ_rel {[float(p['sigma_rel']) for p in profiles]}, but {files[0][1]} "
+                             f"tracks {widths}: the snapshots are not of one run")
+        for ci, i in zip(coefficients, keep):
+            for k, v in profiles[i]["ema"].items():
+                if v.is_floating_point():
+                    acc = total.setdefault(k, torch.zeros_like(v, dtype=torch.float64))
+                    acc += float(ci) * v.double()
+        last = profiles[keep[-1]]["ema"]  # integer buffers (counters): the newest snapshot's, the model's in every profile
+    state = {k: (total[k].to(v.dtype) if v.is_floating_point() else v.clone()) for k, v in last.items()}
     info = {"sigma_rel": sigma_rel, "gamma": gamma, "step": step, "snapshots": len(files),
-            "profiles": sorted({float(p["sigma_rel"]) for _, p in entries}),
-            "profile_error": profile_error(steps, gammas, c, step, gamma)}
+            "profiles": sorted(widths[i] for i in keep),
+            "profile_error": profile_error(steps, gammas, c.ravel(), step, gamma)}
     return state, info
 
 
@@ -210,7 +214,7 @@ def write_checkpoint(workdir, sigma_rel: float, step: int | None = None, out=Non
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}: the run's config and data shape come "
                                 f"from one")
     ckpt = {"model": state, "ema": state, "step": info["step"], "config": base["config"], "data": base["data"],
-            "posthoc_ema": {k: v for k, v in info.items()}}
+            "posthoc_ema": dict(info)}
     if "prior" in base:
         ckpt["prior"] = base["prior"]
     path = Path(out) if out else workdir / "checkpoints" / f"posthoc_ema_{info['sigma_rel']:.3f}_{info['step']}.pt"

@@ -5,6 +5,8 @@ import copy
 
 import torch
 
+from .._utils import ema_update_
+
 
 class EMA:
     """Keeps `self.model`, a copy whose parameters track r·ema + (1 − r)·current after every update.
@@ -25,13 +27,8 @@ class EMA:
         n = self.num_updates
         return min(self.rate, (1 + n) / (10 + n)) if self.warmup else self.rate
 
-    @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        rate = self.current_rate()
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - rate)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
-            ema_b.copy_(b)
+        ema_update_(self.model, model, 1.0 - self.current_rate())
         self.num_updates += 1
 
     def state_dict(self):
