@@ -74,6 +74,8 @@ class Conditioned(Sampler):
     RePaint's jumps; calling it returns (x, nfe) of y's shape, device and dtype, with y on the observed part
     when `exact`."""
 
+    grid = None  # its grid is its sampler's (time_grid below), never grid="optimized"
+
     def __init__(self, sampler, project, y: torch.Tensor, resample: int = 1, jump: int = 1, t_range=None,
                  exact: bool = True, empty: bool = False):
         self.sampler = check_one_step(sampler)  # its grid, steps, prepare, step, finish and denoise are used

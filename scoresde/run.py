@@ -99,6 +99,8 @@ class Run:
     def sampler(self, name: str | None = None, steps: int | None = None, **options):
         """A sampler by name (default: config.sampling.name and .steps) with the run's defaults."""
         sampler = self.family.sampler(self.config, name, steps, **{"progress": False, **options})
+        if self.workdir is not None:  # grid="optimized": calibrated once per checkpoint, kept in WORKDIR/grids
+            sampler.grid_cache = (Path(self.workdir) / "grids", {"checkpoint": str(self.checkpoint_path), "step": self.step})
         if sampler.needs_data and sampler.data is None:  # e.g. Analytic-DPM's E||s||^2
             x, y = self.data.train_batch(0, VARIANCE_DATA, self.config.training.seed)
             sampler.data = self.family.given(self.sde, y).whiten(x)  # samplers run on x̃ (x itself for N(0, I))

@@ -258,7 +258,7 @@ def test_default_uniform_grid(case, denoise, sde_name):
     ref, sde = Reference(sde_name), SDES[sde_name]()
     ts = torch.linspace(1.0, ref.sampling_eps, 6, dtype=F64).tolist()
     score = AffineScore(gaussian(dim=DIM, seed=2), ref.marginals)
-    extra = {"grid": "uniform"} if case.startswith("dpm") else {}
+    extra = {"grid": "uniform", "eps": ref.sampling_eps} if case.startswith("dpm") else {}  # not the budget rule's
     x, nfe = sample(sampler_for(case, steps=6, denoise=denoise, **extra), score, sde, seed=5)
     plan = affine_plan(case, ref, ts, denoise=denoise)
     x_T, draw = seeded_draws(ref, 5)
@@ -273,7 +273,8 @@ def test_one_and_two_grid_times(case, steps):
     ref, sde = Reference("ve"), SDES["ve"]()
     ts = [1.0, ref.sampling_eps][:steps]
     score = AffineScore(gaussian(dim=DIM, seed=7), ref.marginals)
-    x, nfe = sample(sampler_for(case, steps=steps), score, sde, seed=8)
+    extra = {"eps": ref.sampling_eps} if case.startswith("dpm") else {}  # not the budget rule's
+    x, nfe = sample(sampler_for(case, steps=steps, **extra), score, sde, seed=8)
     plan = affine_plan(case, ref, ts)
     x_T, draw = seeded_draws(ref, 8)
     assert_close(x, run_plan(plan, x_T, score, draw))
@@ -331,7 +332,7 @@ def test_ddpm_lattice_uses_discrete_alphas(case, continuous):
     assert abs(ddpm_lattice_marginals(0.445)[0] - ref.marginals(0.445)[0]) > 1e-4  # the two schedules differ visibly
     score = scoresde.Score(AffineScore(gaussian(dim=DIM, seed=3), ref.marginals),
                            continuous=continuous)  # the model's time convention, declared on the score
-    extra = {"grid": "uniform"} if case.startswith("dpm") else {}
+    extra = {"grid": "uniform", "eps": 1e-3} if case.startswith("dpm") else {}  # not the budget rule's
     x, _ = sample(sampler_for(case, steps=10, **extra), score, sde, seed=2)
     x_T, draw = seeded_draws(ref, 2)
     assert_close(x, run_plan(affine_plan(case, ref, ts, m=m), x_T, score, draw))
@@ -549,12 +550,12 @@ def test_langevin_step_size_rules():
 def test_dpm_solver_grid_is_uniform_in_log_snr(n, sde_name):
     """grid="logsnr" runs from T to sampling_eps in equal steps of λ_t = log(α_t/σ_t) (Lu et al. 2022)."""
     ref, sde = Reference(sde_name), SDES[sde_name]()
-    ts = DPMSolverSampler(steps=n, grid="logsnr").time_grid(sde).tolist()
+    ts = DPMSolverSampler(steps=n, grid="logsnr", eps=ref.sampling_eps).time_grid(sde).tolist()
     lam = [math.log(ref.marginals(t)[0] / ref.marginals(t)[1]) for t in ts]
     steps = [b - a for a, b in zip(lam[:-1], lam[1:])]
     assert len(ts) == n and ts[0] == 1.0 and ts[-1] == ref.sampling_eps
     assert max(steps) - min(steps) < 1e-9 * abs(lam[-1] - lam[0]) and min(steps) > 0
-    assert DPMSolverSampler(steps=n, grid="uniform").time_grid(sde).tolist() == pytest.approx(
+    assert DPMSolverSampler(steps=n, grid="uniform", eps=ref.sampling_eps).time_grid(sde).tolist() == pytest.approx(
         torch.linspace(1.0, ref.sampling_eps, n, dtype=F64).tolist(), abs=1e-15)
 
 

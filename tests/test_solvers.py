@@ -45,7 +45,7 @@ def draws(seed, n):
 
 def ours(name, ts, seed=0, **options):
     sampler = get_sampler(name, ts=ts, denoise=False, progress=False, lower_order_final=False, **options) \
-        if name in ("dpm_solver", "unipc", "deis", "dpm_solver_sde") else \
+        if name in ("dpm_solver", "unipc", "deis", "dpm_solver_sde", "ipndm") else \
         get_sampler(name, ts=ts, denoise=False, progress=False, **options)
     return sampler(SCORE, SDE, (8, 3), generator=torch.Generator().manual_seed(seed), dtype=F64)[0]
 
@@ -122,6 +122,30 @@ def ref_deis(ts, x, order):
     return x
 
 
+AB = {1: [1], 2: [3 / 2, -1 / 2], 3: [23 / 12, -4 / 3, 5 / 12], 4: [55 / 24, -59 / 24, 37 / 24, -3 / 8]}
+
+
+def ref_ipndm(ts, x, order, variable_step=False):
+    """Zhang & Chen 2023, iPNDM: x̃ = x/α, d = (x̃ − D(x̃, σ))/σ in σ = σ_t/α_t, Adams–Bashforth on d with the
+    constant-step weights; or (variable_step) the Lagrange polynomial through the last d in σ, integrated by quad."""
+    ds, sig = [], []
+    for k in range(len(ts) - 1):
+        (a_s, s_s), (a_t, s_t) = marg(ts[k]), marg(ts[k + 1])
+        xt = x / a_s
+        sig.append(s_s / a_s)
+        ds.append((xt - x0(x, ts[k])) / sig[-1])
+        p = min(order, k + 1)
+        if variable_step:
+            nodes, total = sig[::-1][:p], torch.zeros_like(x)
+            for j, vj in enumerate(nodes):
+                ell = lambda s: math.prod((s - vi) / (vj - vi) for i, vi in enumerate(nodes) if i != j)
+                total = total + quad(ell, sig[-1], s_t / a_t, epsabs=1e-14, epsrel=1e-13)[0] * ds[-1 - j]
+        else:
+            total = (s_t / a_t - sig[-1]) * sum(w * ds[-1 - j] for j, w in enumerate(AB[p]))
+        x = a_t * (xt + total)
+    return x
+
+
 def t_of_sigma(sigma):
     lo, hi = TS4[-1], TS4[0]
     for _ in range(200):
@@ -178,6 +202,16 @@ def test_deis_matches_reference(order):
     torch.testing.assert_close(ours("deis", TS4, order=order), ref_deis(TS4, draws(0, 1)[0], order), rtol=0, atol=1e-12)
 
 
+TS6 = [1.0, 0.8, 0.5, 0.3, 0.12, 0.02]  # 6 points: iPNDM's fourth order acts on the last step
+
+
+@pytest.mark.parametrize("variable_step", [False, True])
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_ipndm_matches_reference(order, variable_step):
+    x = ours("ipndm", TS6, order=order, variable_step=variable_step)
+    torch.testing.assert_close(x, ref_ipndm(TS6, draws(0, 1)[0], order, variable_step), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("churn", [{}, {"S_churn": 2.0, "S_tmax": 50.0}])
 def test_edm_heun_matches_algorithm_2(churn):
     x = ours("edm", TS4, seed=3, **churn)
@@ -209,6 +243,17 @@ def test_convergence_order(name, options, order, sde_name):
     assert all(abs(o - order) < 0.25 for o in orders), (errors, orders)
 
 
+@pytest.mark.parametrize("options, order", [({"order": 1}, 1.0), ({"order": 2}, 2.0), ({"order": 4}, 2.0),
+                                            ({"order": 3, "variable_step": True}, 3.0),
+                                            ({"order": 4, "variable_step": True}, 4.0)])
+def test_ipndm_order(options, order):
+    """iPNDM's constant-step weights on the non-uniform Karras grid cap its order at 2 whatever the order
+    asked (measured: 2.01 at order 4, 129 → 257 steps); exact weights (variable_step) reach it (3.85 at 4).
+    Within ±0.25 from 129 → 257 → 513 steps, where the variable-step orders are out of their warm-up."""
+    errors, orders = ode_flow_errors("ipndm", SDES["vp"](), [129, 257, 513], grid="karras", **options)
+    assert all(abs(o - order) < 0.25 for o in orders), (errors, orders)
+
+
 # -- time grids ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 @pytest.mark.parametrize("grid", list(GRIDS))
@@ -235,13 +280,13 @@ def test_default_grids():
     """The measured defaults documented in the README."""
     defaults = {name: get_sampler(name).grid for name in SAMPLERS}
     assert defaults == {"ancestral": "uniform", "reverse_diffusion": "uniform", "euler_maruyama": "uniform",
-                        "pc": "uniform", "ode": "uniform", "ddim": "uniform", "dpm_solver": "quadratic",
-                        "dpm_solver_sde": "quadratic", "unipc": "logsnr", "deis": "quadratic", "edm": "karras",
-                        "torchsde": "uniform"}
+                        "pc": "uniform", "ode": "uniform", "ddim": "uniform", "dpm_solver": "logsnr",
+                        "dpm_solver_sde": "quadratic", "unipc": "logsnr", "deis": "karras", "ipndm": "quadratic",
+                        "edm": "karras", "torchsde": "uniform"}  # at the default 1000 steps (budget.RULES' last rows)
 
 
 def test_bad_grid_and_solver_options():
-    with pytest.raises(ValueError, match=r"grid must be one of \['karras', 'logsnr', 'quadratic', 'uniform'\], got 'cosine'"):
+    with pytest.raises(ValueError, match=r"grid must be one of \['karras', 'logsnr', 'optimized', 'quadratic', 'uniform'\], got 'cosine'"):
         get_sampler("unipc", grid="cosine")
     with pytest.raises(ValueError, match=r"order must be one of \[1, 2, 3\], got 4"):
         get_sampler("dpm_solver", order=4)
@@ -336,7 +381,7 @@ def test_discrete_score_gets_ddpm_alphas_on_ddpm_steps(name, steps):
     seen = []
     model = lambda x, i: seen.append(i) or torch.zeros_like(x)
     score = get_score_fn(model, SDE, "eps", continuous=False)
-    sampler = get_sampler(name, steps=steps, grid="uniform", progress=False)
+    sampler = get_sampler(name, steps=steps, grid="uniform", eps=SDE.sampling_eps, progress=False)  # not the rule's
     x, nfe = sampler(score, SDE, (4, 2), generator=torch.Generator().manual_seed(0), dtype=F64)
     x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     if name != "ancestral":

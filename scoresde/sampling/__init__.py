@@ -8,14 +8,16 @@ import inspect
 
 from .._utils import ArgumentTypeError, choice_error, describe
 from .ancestral import AncestralSampler
-from .base import CountedScore, Sampler, tweedie
+from .base import OPTIMIZED, CountedScore, Sampler, tweedie
 from .ddim import DDIMSampler
 from .deis import DEISSampler
 from .dpm_solver import DPMSolverSampler
 from .dpm_solver_sde import DPMSolverSDESampler
 from .edm import EDMHeunSampler
 from .grids import GRIDS
+from .ipndm import IPNDMSampler
 from .ode import ODESampler
+from .optimized import optimized_grid
 from .pc import CORRECTORS, PREDICTORS, PCSampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
 from .torchsde_sampler import TorchSDESampler
@@ -32,6 +34,7 @@ SAMPLERS = {
     "dpm_solver_sde": DPMSolverSDESampler,
     "unipc": UniPCSampler,
     "deis": DEISSampler,
+    "ipndm": IPNDMSampler,
     "edm": EDMHeunSampler,
     "torchsde": TorchSDESampler,
 }
@@ -63,10 +66,14 @@ def get_sampler(name: str, **options) -> Sampler:
     unknown = sorted(set(options) - set(sampler_options(cls)))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for sampler {base!r}; valid options: {sampler_options(cls)}")
-    return cls(**options)
+    sampler = cls(**options)
+    if sampler.grid == OPTIMIZED and not sampler.optimizes_grid:
+        raise ValueError(f"grid='optimized' needs a sampler that takes one step from given states (ddim with eta=0, "
+                         f"dpm_solver, deis, unipc, ipndm), got {name!r} with {options}")
+    return sampler
 
 
 __all__ = ["SAMPLERS", "get_sampler", "sampler_options", "Sampler", "CountedScore", "tweedie", "AncestralSampler",
            "ReverseDiffusionSampler", "EulerMaruyamaSampler", "PCSampler", "ODESampler", "DDIMSampler",
-           "TorchSDESampler", "DPMSolverSampler", "DPMSolverSDESampler", "UniPCSampler", "DEISSampler",
-           "EDMHeunSampler", "GRIDS", "PREDICTORS", "CORRECTORS"]
+           "TorchSDESampler", "DPMSolverSampler", "DPMSolverSDESampler", "UniPCSampler", "DEISSampler", "IPNDMSampler",
+           "EDMHeunSampler", "GRIDS", "optimized_grid", "PREDICTORS", "CORRECTORS"]

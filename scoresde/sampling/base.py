@@ -16,7 +16,11 @@ from .._utils import (ArgumentTypeError, SampleSeeds, check_bool, check_callable
 from ..sde import SDE, check_sde
 from ..respace import respaced_times
 from ..score import CountedScore, as_score
+from ..parameterization import time_convention
+from .budget import budget_defaults, end_time as budget_end_time
 from .grids import GRIDS, for_model, make_grid
+
+OPTIMIZED = "optimized"  # grid= for GITS' model-optimised grid (optimized.py), computed when the sampler is called
 
 CHECK_EVERY = 10  # fixed-step samplers check the state for NaN/inf every this many steps (one host sync each)
 
@@ -45,6 +49,9 @@ class Sampler:
     # moves (inpainting, colourisation, ILVR) applies: None never, "" always, else the options that make it so.
     one_step_when: str | None = None
     needs_data = False  # True: it needs training samples in `.data` (Analytic-DPM's Γ_t), which a Run supplies
+    optimizes_grid = False  # True: `local_step` exists, so grid="optimized" (GITS, optimized.py) applies
+    grid_cache = None  # (folder, key) where a Run keeps this sampler's optimized grids
+    budget_rule: str | None = None  # the row of budget.RULES whose options of `steps` fill in what the user left unset
 
     @property
     def one_step(self) -> bool:
@@ -67,7 +74,10 @@ class Sampler:
         steps = 1000 if steps is None else steps  # number of grid times T … eps; with a user grid, len(ts)
         self.steps = len(self.ts) if self.ts is not None else check_positive_int(steps, "steps")
         self.eps = None if eps is None else check_real(eps, "eps", low=0, inclusive=(False, True))  # smallest time
-        self.grid = check_choice(self.default_grid if grid is None else grid, "grid", GRIDS)  # see grids.py
+        # budget-aware defaults (budget.py): what the rule sets for these steps, used only where the user gave nothing
+        self.rule = budget_defaults(self.budget_rule, self.steps) if self.budget_rule and respacing is None else {}
+        default_grid = self.rule.get("grid", self.default_grid)
+        self.grid = check_choice(default_grid if grid is None else grid, "grid", [*GRIDS, OPTIMIZED])  # grids.py
         self.grid_given = grid is not None  # else an SDE's preferred grid (EDM's σ-time: karras) wins
         self.rho = check_real(rho, "rho", low=0, inclusive=(False, True))  # ρ of the Karras grid
         self.denoise = check_bool(denoise, "denoise")  # end with Tweedie's formula at eps
@@ -81,8 +91,11 @@ class Sampler:
         """The decreasing float64 grid T … eps (or the user's ts, or the respaced DDPM steps), validated."""
         if self.respacing is not None:
             return respaced_times(self.respacing, sde.N, sde.T)
+        if self.ts is None and self.grid == OPTIMIZED:
+            raise ValueError("grid='optimized' depends on the model: the sampler computes it when it is called with a "
+                             "score (or give ts=scoresde.sampling.optimized_grid(sampler, score_fn, sde, shape))")
         if self.ts is None:
-            eps = sde.sampling_eps if self.eps is None else self.eps
+            eps = self.end_time(sde)
             if not eps < sde.T:
                 raise ValueError(f"eps must be < T = {sde.T}, got {eps}")
             grid = self.grid if self.grid_given or sde.preferred_grid is None else sde.preferred_grid
@@ -91,6 +104,56 @@ class Sampler:
         if not (ts[-1] > 0 and ts[0] <= sde.T):
             raise ValueError(f"ts must lie in (0, T] = (0, {sde.T}], got [{ts[-1].item()}, {ts[0].item()}]")
         return ts
+
+    def end_time(self, sde: SDE) -> float:
+        """The grid's last time: the user's eps, else the budget rule's noise level (on an SDE without its own
+        grid), else the SDE's sampling_eps."""
+        if self.eps is not None:
+            return self.eps
+        if "eps" in self.rule and sde.preferred_grid is None:
+            return budget_end_time(sde, self.rule["eps"])
+        return sde.sampling_eps
+
+    def step_orders_for(self, n: int) -> list[int]:
+        """The order of each of n steps (multistep solvers warm up); what `local_step` is asked for."""
+        return [1] * n
+
+    def local_step(self, sde: SDE, ts: torch.Tensor, xs: torch.Tensor, x0s: torch.Tensor, order: int) -> torch.Tensor:
+        """One step from ts[-2] to ts[-1] taken from the given states xs and model outputs x0s at ts[:-1] (oldest
+        first, as many as `order` needs): the step whose local error an optimized grid minimises."""
+        raise NotImplementedError(f"{self.name} cannot take a step from given states (optimizes_grid is False)")
+
+    def _grid(self, score_fn, sde: SDE, shape, device, dtype) -> torch.Tensor:
+        """time_grid, or the optimized grid for this score (cached in memory per score, and on disk for a Run),
+        computed on the standard SDE and whitened score that the moves run on."""
+        if not (self.grid == OPTIMIZED and self.ts is None and self.respacing is None):
+            return self.time_grid(sde)
+        score, sde = sde.whitened_score(score_fn), sde.standard
+        from .optimized import cached_grid, optimized_grid
+        if not self.optimizes_grid:
+            raise ValueError(f"grid='optimized' needs a sampler that takes one step from given states (ddim with "
+                             f"eta=0, dpm_solver, deis, unipc, ipndm), got {self.name!r}")
+        if time_convention(score) != "continuous":
+            raise ValueError("grid='optimized' needs a continuous-time model; a discrete-time model's DDPM steps are "
+                             "fixed: use respacing")
+        memo = self.__dict__.setdefault("_grids", {})
+        key = (score_fn, tuple(shape[1:]), str(device), str(dtype), self.eps)
+        if key not in memo:
+            compute = lambda: optimized_grid(self, score, sde, shape[1:], eps=self.end_time(sde), device=device,  # noqa: E731
+                                             dtype=dtype)
+            if self.grid_cache is None:
+                memo[key] = compute()
+            else:
+                folder, run_key = self.grid_cache
+                memo[key] = cached_grid(folder, {**run_key, "sampler": self.describe(), "steps": self.steps,
+                                                 "eps": self.eps, "shape": list(shape[1:]), "dtype": str(dtype)}, compute)
+        return memo[key]
+
+    def describe(self) -> dict:
+        """The sampler's name and settings, for cache keys."""
+        shown = lambda k, v: (isinstance(v, (int, float, str, bool)) and not k.startswith("_")  # noqa: E731
+                              and k not in ("progress", "return_trajectory"))
+        return {"name": self.name, **{k: v for k, v in sorted(vars(self).items()) if shown(k, v)}}
 
     def prepare(self, sde: SDE, ts: torch.Tensor) -> dict:
         """Per-step coefficient tables, computed once in float64 on the host."""
@@ -156,7 +219,7 @@ class Sampler:
         # A prior N(μ, Σ) (PriorGrad): the moves run on x̃ = L⁻¹(x − μ) under the standard SDE with the score of x̃,
         # and x = μ + L x̃ is what the caller sees (identities for the standard prior).
         score, self._finite_at, self._unwhiten = CountedScore(sde.whitened_score(score_fn)), 0, sde.unwhiten
-        sde, ts = for_model(sde.standard, self.time_grid(sde), score.score)
+        sde, ts = for_model(sde.standard, self._grid(score_fn, sde, shape, device, dtype), score.score)
         with torch.no_grad():
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
             self._trajectory = [self._unwhiten(x)] if self.return_trajectory else None

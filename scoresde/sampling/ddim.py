@@ -27,6 +27,15 @@ class DDIMSampler(Sampler):
         self.eta = check_real(eta, "eta", 0, 1)
         self.stochastic = self.eta > 0
 
+    @property
+    def optimizes_grid(self) -> bool:
+        return not self.stochastic  # η = 0: local_step applies
+
+    def local_step(self, sde, ts, xs, x0s, order):
+        """x_s = α_s x̂_0 + σ_s ε̂ from the given x_t and x̂_0 (η = 0)."""
+        alpha, sigma = (v.to(xs.device, xs.dtype) for v in sde.marginal_coeffs(ts[-2:]))
+        return alpha[1] * x0s[-1] + sigma[1] * (xs[-1] - alpha[0] * x0s[-1]) / sigma[0]
+
     def prepare(self, sde, ts):
         alpha, sigma = sde.marginal_coeffs(ts)
         alpha_t, sigma_t, alpha_s, sigma_s = alpha[:-1], sigma[:-1], alpha[1:], sigma[1:]

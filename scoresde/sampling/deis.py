@@ -39,9 +39,8 @@ class DEISSampler(ExponentialIntegrator):
 
     name = "deis"
     default_grid = "quadratic"  # measured in benchmarks/low_nfe.py (logsnr: 9% worse, uniform 35%)
-
-    def __init__(self, order: int = 3, **kwargs):  # order 3 measured better than 2 at 5–20 NFE
-        super().__init__(order=order, **kwargs)
+    default_order = 3  # measured better than 2 at 5–20 NFE
+    budget_rule = "deis"  # with only steps given, order, grid and eps follow budget.RULES
 
     def prepare(self, sde, ts):
         c = super().prepare(sde, ts)

@@ -24,6 +24,7 @@ class DPMSolverSampler(ExponentialIntegrator):
 
     name = "dpm_solver"
     default_grid = "quadratic"  # measured: geometric mean over benchmarks/low_nfe.py 6% below logsnr at eps = 1e-3
+    budget_rule = "dpm_solver"  # with only steps given, order, grid and eps follow budget.RULES
 
     def prepare(self, sde, ts):
         c = super().prepare(sde, ts)

@@ -15,6 +15,7 @@ class DPMSolverSDESampler(ExponentialIntegrator):
     name = "dpm_solver_sde"
     kind = "SDE"  # family, for `scoresde compare`
     stochastic = True
+    optimizes_grid = False  # its steps draw noise: no local error to score
     max_order = 2
     default_grid = "quadratic"  # measured in benchmarks/low_nfe.py (logsnr: 3% worse)
 

@@ -8,6 +8,8 @@ per-call table `c`, never on the sampler, so one sampler object can run several 
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .._utils import check_bool
@@ -32,13 +34,20 @@ class ExponentialIntegrator(Sampler):
     default_grid = "logsnr"
     max_order = 3
     one_step_when = " (order=1)"  # higher orders reuse model outputs along the unprojected path
+    optimizes_grid = True  # local_step below: grid="optimized" applies
 
     @property
     def one_step(self) -> bool:
         return self.order == 1
 
-    def __init__(self, order: int = 2, lower_order_final: bool = True, **kwargs):
+    default_order = 2  # when neither the user nor the budget rule (budget.py) sets it
+    default_lower_order_final = True
+
+    def __init__(self, order: int | None = None, lower_order_final: bool | None = None, **kwargs):
         super().__init__(**kwargs)
+        order = self.rule.get("order", self.default_order) if order is None else order
+        if lower_order_final is None:
+            lower_order_final = self.rule.get("lower_order_final", self.default_lower_order_final)
         if isinstance(order, bool) or order not in range(1, self.max_order + 1):
             raise ValueError(f"order must be one of {list(range(1, self.max_order + 1))}, got {order!r}")
         self.order = order  # multistep order
@@ -53,7 +62,22 @@ class ExponentialIntegrator(Sampler):
             r[j][j + 1:] = h[:len(h) - j - 1] / h[j + 1:]
         return {"alpha": alpha, "sigma": sigma, "lam": lam, "h": h, "r0": r[0], "r1": r[1],
                 "A": sigma[1:] / sigma[:-1], "B": -alpha[1:] * (-h).expm1(),  # x ← A x + B x̂_0 is DDIM
-                "order": step_orders(self.order, len(ts) - 1, self.lower_order_final, self.denoise)}
+                "order": self.step_orders_for(len(ts) - 1)}
+
+    def step_orders_for(self, n):
+        return step_orders(self.order, n, self.lower_order_final, self.denoise)
+
+    def local_step(self, sde, ts, xs, x0s, order):
+        """`update` from xs[-1] with the history made of (xs, x0s), in this solver's own tables for the grid ts
+        (order + 1 times: warm-up orders 1 … order, the last one `order`)."""
+        if len(ts) != order + 1:
+            raise ValueError(f"a local step of order {order} needs {order + 1} times, got {len(ts)}")
+        solver = copy.copy(self)  # the same solver, asked for exactly this order on the short grid
+        solver.order, solver.lower_order_final = order, False
+        x = xs[-1]
+        c = {k: v.to(x.device, x.dtype) if isinstance(v, torch.Tensor) else v for k, v in solver.prepare(sde, ts).items()}
+        history = [solver.history_value(xs[j], x0s[j], j, c) for j in range(order)]
+        return solver.update(x, order - 1, c, history, None)
 
     def history_value(self, x, x0, k, c):
         """What the solver keeps of each model call: x̂_0 (data prediction) by default."""

@@ -48,8 +48,11 @@ class UniPCSampler(ExponentialIntegrator):
     def one_step(self) -> bool:
         return self.order == 1 and not self.corrector
 
-    def __init__(self, variant: str = "bh2", corrector: bool = True, **kwargs):
+    budget_rule = "unipc"  # with only steps given, order, variant, grid and eps follow budget.RULES
+
+    def __init__(self, variant: str | None = None, corrector: bool = True, **kwargs):
         super().__init__(**kwargs)
+        variant = self.rule.get("variant", "bh2") if variant is None else variant
         self.variant = check_choice(variant, "variant", VARIANTS)  # B(h) = h (bh1) or e^h − 1 (bh2)
         self.corrector = check_bool(corrector, "corrector")  # apply UniC after each step (no extra NFE)
 
