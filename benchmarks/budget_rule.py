@@ -27,7 +27,7 @@ import scoresde
 from scoresde.sampling import GRIDS, get_sampler
 from scoresde.sampling.budget import budget_defaults
 
-from low_nfe import F64, PROBLEMS, SDE, BasisVPSDE, exact_w2, metric_fn
+from low_nfe import F64, PROBLEMS, SDE, BasisVPSDE, exact_w2, label, metric_fn
 
 EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SOLVERS = ([("unipc", {"order": p, "variant": v}) for p in (2, 3) for v in ("bh1", "bh2")]
@@ -45,10 +45,6 @@ def evaluate(problem, n, seed=0):
         return lambda s: w2(s(score, sde, (data.dim + 1, data.dim), dtype=F64)[0])
     metric = metric_fn(data, kind, n)
     return lambda s: metric(s(score, SDE, (n, data.dim), generator=torch.Generator().manual_seed(seed), dtype=F64)[0])
-
-
-def label(name, options):
-    return f"{name}(" + ",".join(f"{k}={v}" for k, v in options.items()) + ")"
 
 
 def main():

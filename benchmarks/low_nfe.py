@@ -1,19 +1,22 @@
-"""Low-NFE sampling: scoresde side by side with diffusers' schedulers and k-diffusion's samplers, on exact scores.
+"""Low-NFE sampling: scoresde side by side with diffusers' schedulers, k-diffusion's samplers and azula's, on exact scores.
 
 Every library samples the VP-SDE with DDPM's linear β (0.1 … 20, i.e. β_i = linspace(1e-4, 0.02, 1000)) for
 exact-score problems, from the same x_T, at equal counted NFE. Each solver is handed the exact x̂_0 / ε at
-the noise level its own update formula assumes (diffusers: its σ or ᾱ of the step; k-diffusion: σ), so
-only the solver and the time grid differ. For each problem and budget the table gives each library's best
-configuration, scoresde's default, and the ratio of scoresde's best to the best peer (≤ 1: scoresde wins).
+the noise level its own update formula assumes (diffusers: its σ or ᾱ of the step; k-diffusion: σ; azula: t),
+so only the solver and the time grid differ. For each problem and budget the table gives each library's best
+configuration, scoresde's solvers with all defaults, and the ratio of scoresde's best to the best peer (≤ 1:
+scoresde wins), and the recommended solver's defaults against the best peer and scoresde's best.
 
-    python benchmarks/low_nfe.py [--n 20000] [--budgets 5,10,20,50] [--problems gauss16,ring8,gmm8d] [--json FILE]
+    python benchmarks/low_nfe.py [--n 20000] [--budgets 3,4,5,6,8,10,20,50] [--problems gauss16,ring8,...] [--json FILE]
     python benchmarks/low_nfe.py --libraries scoresde --budgets 50 --json a.json   # one part of a long run ...
     python benchmarks/low_nfe.py --tables a.json b.json ...                          # ... and the tables of all parts
+    python benchmarks/low_nfe.py --optimized --budgets 5,10                          # grid="optimized" against fixed grids
 
-Peers are benchmark-only dependencies: `pip install diffusers` and `pip install --no-deps k-diffusion
-torchdiffeq` (only k_diffusion/sampling.py is loaded; a library that does not import is left out).
-Metrics: W₂ between Gaussians fitted to the samples and the truth (the 16-D Gaussian, exact Bures formula),
-sliced W₁ (256 fixed directions) against n exact samples for the mixtures; "floor" is the metric of n
+Peers are benchmark-only dependencies: `pip install diffusers`, `pip install --no-deps k-diffusion torchdiffeq`
+(only k_diffusion/sampling.py is loaded) and `pip install --no-deps azula einops`; a library that does not
+import is left out. Metrics: on the Gaussians, every deterministic solver runs on x_T ∈ {0, e_1, …, e_d},
+which gives its affine map and the exact W₂ to the truth (Bures formula; no sampling noise, floor 0);
+on the mixtures, sliced W₁ (256 fixed directions) against n exact samples, and "floor" is the metric of n
 exact samples, the value a perfect sampler would get.
 """
 from __future__ import annotations
@@ -84,15 +87,6 @@ def gauss64():
 
 PROBLEMS = {"gauss16": (gauss16, "W2"), "gauss64": (gauss64, "W2"), "ring8": (ring8, "SW1"), "gmm8d": (gmm8d, "SW1"),
             "scales": (scales, "SW1")}
-
-
-def gaussian_w2(x, data):
-    """W₂ between N(mean(x), cov(x)) and the truth N(μ, Σ) (Dowson & Landau 1982)."""
-    m, C, mu, S = x.mean(0), torch.cov(x.T), data.mean(), data.cov()
-    e, V = torch.linalg.eigh(S)
-    root = (V * e.clamp(min=0).sqrt()) @ V.T
-    cross = torch.linalg.eigvalsh(root @ C @ root).clamp(min=0).sqrt().sum()
-    return math.sqrt(((m - mu) ** 2).sum() + S.trace() + C.trace() - 2 * cross)
 
 
 def sliced_w1(ref, n_projections=256):

@@ -17,7 +17,7 @@ from .edm import EDMHeunSampler
 from .grids import GRIDS
 from .ipndm import IPNDMSampler
 from .ode import ODESampler
-from .optimized import optimized_grid
+from .optimized import check_optimizes_grid, optimized_grid
 from .pc import CORRECTORS, PREDICTORS, PCSampler
 from .sde_solvers import EulerMaruyamaSampler, ReverseDiffusionSampler
 from .torchsde_sampler import TorchSDESampler
@@ -67,9 +67,8 @@ def get_sampler(name: str, **options) -> Sampler:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for sampler {base!r}; valid options: {sampler_options(cls)}")
     sampler = cls(**options)
-    if sampler.grid == OPTIMIZED and not sampler.optimizes_grid:
-        raise ValueError(f"grid='optimized' needs a sampler that takes one step from given states (ddim with eta=0, "
-                         f"dpm_solver, deis, unipc, ipndm), got {name!r} with {options}")
+    if sampler.grid == OPTIMIZED:
+        check_optimizes_grid(sampler, f" with {options}")
     return sampler
 
 

@@ -129,24 +129,21 @@ class Sampler:
         if not (self.grid == OPTIMIZED and self.ts is None and self.respacing is None):
             return self.time_grid(sde)
         score, sde = sde.whitened_score(score_fn), sde.standard
-        from .optimized import cached_grid, optimized_grid
-        if not self.optimizes_grid:
-            raise ValueError(f"grid='optimized' needs a sampler that takes one step from given states (ddim with "
-                             f"eta=0, dpm_solver, deis, unipc, ipndm), got {self.name!r}")
+        from .optimized import cached_grid, check_optimizes_grid, optimized_grid
+        check_optimizes_grid(self)
         if time_convention(score) != "continuous":
             raise ValueError("grid='optimized' needs a continuous-time model; a discrete-time model's DDPM steps are "
                              "fixed: use respacing")
-        memo = self.__dict__.setdefault("_grids", {})
-        key = (score_fn, tuple(shape[1:]), str(device), str(dtype), self.eps)
+        memo, eps = self.__dict__.setdefault("_grids", {}), self.end_time(sde)
+        key = (score_fn, tuple(shape[1:]), str(device), str(dtype), eps)
         if key not in memo:
-            compute = lambda: optimized_grid(self, score, sde, shape[1:], eps=self.end_time(sde), device=device,  # noqa: E731
-                                             dtype=dtype)
+            compute = lambda: optimized_grid(self, score, sde, shape[1:], eps=eps, device=device, dtype=dtype)  # noqa: E731
             if self.grid_cache is None:
                 memo[key] = compute()
             else:
                 folder, run_key = self.grid_cache
                 memo[key] = cached_grid(folder, {**run_key, "sampler": self.describe(), "steps": self.steps,
-                                                 "eps": self.eps, "shape": list(shape[1:]), "dtype": str(dtype)}, compute)
+                                                 "eps": eps, "shape": list(shape[1:]), "dtype": str(dtype)}, compute)
         return memo[key]
 
     def describe(self) -> dict:

@@ -28,7 +28,13 @@ from .base import CountedScore, tweedie
 from .grids import make_grid
 
 FINE, REFINE, SAMPLES = 64, 4, 64  # fine grid points − 1, teacher steps per fine step, calibration trajectories
-NAME = "optimized"
+
+
+def check_optimizes_grid(sampler, given: str = "") -> None:
+    """Refuse a sampler that cannot take one step from given states (its `optimizes_grid` is False)."""
+    if not sampler.optimizes_grid:
+        raise ValueError(f"grid='optimized' needs a sampler that takes one step from given states (ddim with eta=0, "
+                         f"dpm_solver, deis, unipc, ipndm), got {sampler.name!r}{given}")
 
 
 def calibration(score_fn, sde, shape, eps: float, fine: int = FINE, refine: int = REFINE, samples: int = SAMPLES,
@@ -76,9 +82,7 @@ def optimized_grid(sampler, score_fn, sde, shape, *, eps: float | None = None, f
                    refine: int = REFINE, samples: int = SAMPLES, seed: int = 0, device=None, dtype=None,
                    log=None) -> torch.Tensor:
     """GITS' grid of `sampler.steps` times from T to eps for this sampler and score: give it to any sampler as ts."""
-    if not sampler.optimizes_grid:
-        raise ValueError(f"an optimized grid needs a sampler that takes one step from given states and model outputs "
-                         f"(ddim with eta=0, dpm_solver, deis, unipc, ipndm), got {sampler.name!r}")
+    check_optimizes_grid(sampler)
     fine, refine, samples = (check_positive_int(v, n) for v, n in ((fine, "fine"), (refine, "refine"), (samples, "samples")))
     K = sampler.steps - 1
     if not 1 <= K <= fine:
@@ -119,4 +123,4 @@ def cached_grid(folder: Path, key: dict, compute) -> torch.Tensor:
     return ts
 
 
-__all__ = ["optimized_grid", "calibration", "dynamic_programme", "cached_grid", "NAME"]
+__all__ = ["optimized_grid", "calibration", "dynamic_programme", "cached_grid", "check_optimizes_grid"]
