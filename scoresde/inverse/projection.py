@@ -24,10 +24,10 @@ import math
 
 import torch
 
-from ._utils import ArgumentTypeError, check_batch, check_positive_int, check_real, describe, noise_like, progress
-from .resize import low_pass
-from .sampling import SAMPLERS, Sampler, get_sampler
-from .sde import transition_from_marginals
+from .._utils import ArgumentTypeError, check_batch, check_positive_int, check_real, describe, noise_like, progress
+from ..resize import low_pass
+from ..sampling import SAMPLERS, Sampler, get_sampler
+from ..sde import transition_from_marginals
 
 # Song et al. 2021, App. I: columns (1, 1, 1)/√3 (grey), (−2, 1, 1)/√6, (0, 1, −1)/√2; c = Mᵀ x decouples colour.
 COLOR_DECOUPLING = torch.tensor([[1 / math.sqrt(3), -2 / math.sqrt(6), 0.0],
