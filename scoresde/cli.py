@@ -1,4 +1,4 @@
-"""The `scoresde` command: train, sample, eval, compare and import runs, and rebuild post-hoc EMAs. `scoresde <command> --help` lists every flag.
+"""The `scoresde` command: train, sample, eval, compare, restore and import runs, and rebuild post-hoc EMAs. `scoresde <command> --help` lists every flag.
 
 A mistake a user can make (a bad flag, config or workdir) prints one line and exits with status 2
 (set SCORESDE_DEBUG=1 for the traceback).
@@ -241,7 +241,9 @@ def main(argv=None):
     _add_import(sub)
     _add_ema(sub)
     from .cli_compare import add_parser as add_compare
+    from .cli_restore import add_parser as add_restore
     add_compare(sub)
+    add_restore(sub)
     args, rest = parser.parse_known_args(argv)
     format_warning, warnings.formatwarning = warnings.formatwarning, _one_line_warnings
     try:
@@ -251,7 +253,9 @@ def main(argv=None):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from .cli_compare import run as cmd_compare
-        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "ema": cmd_ema}[args.command](args)
+        from .cli_restore import run as cmd_restore
+        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "ema": cmd_ema,
+         "restore": cmd_restore}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         if os.environ.get("SCORESDE_DEBUG"):  # developers: the full traceback
             raise

@@ -227,6 +227,17 @@ class Run:
         return inverse.inpaint(self.score_fn, self.sde, y.to(self.device), mask.to(self.device), sampler, resample,
                                jump, generator=g)
 
+    def restore(self, y: torch.Tensor, operator, method: str = "ddrm", sigma_y: float = 0.0, sampler=None,
+                steps: int | None = None, seed: int = 0, **options):
+        """scoresde.inverse.solve with this run's score and SDE: x given y = A x + σ_y ε, (x, nfe).
+        sampler: a name (default ancestral) with steps, or a built one; options: the method's own."""
+        self._check_can_sample()
+        if sampler is None or isinstance(sampler, str):
+            sampler = self.sampler(sampler or "ancestral", steps)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        return inverse.solve(self.score_fn, self.sde, y.to(self.device), operator, method=method, sigma_y=sigma_y,
+                             sampler=sampler, generator=g, shape=self.shape, **options)
+
     def timed_sample(self, n: int, sampler, seed: int = 0, batch_size: int | None = None, **guidance):
         """sample(), with the samples on the host and the wall time in seconds: (x, nfe, seconds)."""
         start = time.perf_counter()

@@ -19,8 +19,8 @@ from .ddnm import DDNM
 from .ddrm import DDRM
 from .dps import DPS
 from .exact import Posterior, posterior
-from .operators import (OPERATORS, Blur, Colorize, Dense, Downsample, Inpaint, LinearOperator, check_operator,
-                        gaussian_kernel)
+from .operators import (MASKS, OPERATORS, Blur, Colorize, Dense, Downsample, Inpaint, LinearOperator,
+                        build_operator, check_operator, gaussian_kernel, image_mask)
 from .pigdm import PiGDM
 from .projection import (COLOR_DECOUPLING, Basis, Conditioned, LowPass, Mask, check_basis, check_observation,
                          check_one_step, check_t_range, colorize, ilvr, inpaint, repaint_schedule)

@@ -156,6 +156,17 @@ class Solver(Sampler):
         safe = torch.where(s > 0, s, torch.ones_like(s))
         return s, op.Ut(c["y"])[:, :len(s)] * (s > 0) / safe
 
+    def in_range(self, r: torch.Tensor) -> torch.Tensor:
+        """The part of a residual r = y − A x in A's range (Uᵀr kept where s > 0): noise on what A never observes
+        (a mask's zeros) is dropped. A non-linear forward model keeps r whole."""
+        op = self.operator
+        if not is_linear(op):
+            return r
+        s, u = op.singulars(r), op.Ut(r)
+        keep = torch.zeros(u.shape[1], dtype=torch.bool, device=r.device)
+        keep[:len(s)] = s > 0
+        return op.U(u * keep)
+
     def __repr__(self):
         return f"{type(self).__name__}({self.sampler.name}, steps={self.sampler.steps}, sigma_y={self.sigma_y})"
 

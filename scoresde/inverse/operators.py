@@ -21,7 +21,7 @@ from .projection import COLOR_DECOUPLING
 
 
 def _shape_error(op, shape, wants: str):
-    return ValueError(f"operator {op!r} does not fit data of shape {tuple(shape)}: it needs {wants}")
+    return ValueError(f"operator {op.name!r} does not fit data of shape {tuple(shape)}: it needs {wants}")
 
 
 class LinearOperator:
@@ -206,14 +206,19 @@ def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
 class Blur(LinearOperator):
     """A x = k ⊛ x, circular convolution of each channel of images [C, H, W] with a kernel [kh, kw] centred at
     its middle: diagonal in the unitary 2-D Fourier basis, A = F⁻¹ diag(k̂) F. So Vᵀ = F, s = |k̂| and U = F⁻¹
-    diag(k̂/|k̂|): complex coordinates with Hermitian symmetry (V(c) is real for real data). Frequencies where
-    |k̂| < 1e-13 max |k̂| are set to exact zeros (they are round-off of a zero, e.g. a box kernel's Nyquist)."""
+    diag(k̂/|k̂|): complex coordinates with Hermitian symmetry (V(c) is real for real data).
+
+    Frequencies where |k̂| < rcond · max |k̂| are set to zero, so that A is the blur with its near-null frequencies
+    removed: a method that divides by s (A⁺, DDRM, DDNM) would otherwise amplify the noise (and float32 round-off)
+    there by up to 1/s. rcond = 3e-2 keeps a 9 × 9, std 2 Gaussian kernel's frequencies up to about 1/4 of the
+    sampling rate; rcond = 0 keeps all but the round-off of exact zeros (below 1e-13)."""
 
     name = "blur"
     complex_coordinates = True
 
-    def __init__(self, kernel: torch.Tensor | None = None):
+    def __init__(self, kernel: torch.Tensor | None = None, rcond: float = 3e-2):
         kernel = gaussian_kernel() if kernel is None else kernel
+        self.rcond = check_real(rcond, "rcond", 0, 1)
         if not isinstance(kernel, torch.Tensor) or kernel.ndim != 2 or not kernel.is_floating_point():
             raise ArgumentTypeError(f"kernel must be a float tensor [kh, kw], got {describe(kernel)}")
         self.kernel = kernel.double()
@@ -233,7 +238,8 @@ class Blur(LinearOperator):
         padded = torch.zeros(H, W, dtype=torch.float64)
         padded[:kh, :kw] = self.kernel
         khat = torch.fft.fft2(torch.roll(padded, (-(kh // 2), -(kw // 2)), dims=(0, 1)))  # centre at (0, 0)
-        khat = torch.where(khat.abs() > 1e-13 * khat.abs().max(), khat, torch.zeros_like(khat))  # round-off zeros
+        keep = khat.abs() > max(self.rcond, 1e-13) * khat.abs().max()  # near-null frequencies and round-off zeros
+        khat = torch.where(keep, khat, torch.zeros_like(khat))
         s = khat.abs()
         self._khat = khat
         self._phase = torch.where(s > 1e-300, khat / s.clamp(min=1e-300), torch.ones_like(khat))
@@ -243,10 +249,12 @@ class Blur(LinearOperator):
         return torch.fft.fft2(x, norm="ortho")
 
     def A(self, x):
-        return torch.fft.ifft2(self._fft(x) * self._khat.to(x.device), norm="ortho").real.to(x.dtype)
+        f = self._fft(x)
+        return torch.fft.ifft2(f * self._khat.to(f.device, f.dtype), norm="ortho").real
 
     def At(self, y):
-        return torch.fft.ifft2(self._fft(y) * self._khat.conj().to(y.device), norm="ortho").real.to(y.dtype)
+        f = self._fft(y)
+        return torch.fft.ifft2(f * self._khat.conj().to(f.device, f.dtype), norm="ortho").real
 
     def Vt(self, x):
         return self._fft(x).flatten(1)
@@ -255,10 +263,12 @@ class Blur(LinearOperator):
         return torch.fft.ifft2(c.reshape(c.shape[0], *self.shape), norm="ortho").real
 
     def Ut(self, y):
-        return (self._fft(y) * self._phase.conj().to(y.device)).flatten(1)
+        f = self._fft(y)
+        return (f * self._phase.conj().to(f.device, f.dtype)).flatten(1)
 
     def U(self, c):
-        return torch.fft.ifft2(c.reshape(c.shape[0], *self.out_shape) * self._phase.to(c.device), norm="ortho").real
+        c = c.reshape(c.shape[0], *self.out_shape)
+        return torch.fft.ifft2(c * self._phase.to(c.device, c.dtype), norm="ortho").real
 
     def singulars(self, like):
         return self._s.to(like.device, like.real.dtype)
@@ -349,6 +359,31 @@ class Dense(LinearOperator):
 
 
 OPERATORS = {"inpaint": Inpaint, "downsample": Downsample, "blur": Blur, "colorize": Colorize, "dense": Dense}
+MASKS = ("half", "box")  # build_operator's masks: the upper half known, or all but a centre box of half the size
+
+
+def image_mask(kind: str, shape) -> torch.Tensor:
+    """1 where known, [1, H, W] for images [C, H, W]: the upper half ("half") or all but a centre box ("box")."""
+    if kind not in MASKS:
+        raise ValueError(f"mask must be one of {list(MASKS)}, got {kind!r}")
+    h, w = shape[-2:]
+    m = torch.ones(1, h, w, dtype=torch.float64)
+    if kind == "half":
+        m[:, h // 2:, :] = 0
+    else:
+        m[:, h // 4:h - h // 4, w // 4:w - w // 4] = 0
+    return m
+
+
+def build_operator(name: str, shape, mask: str = "half", factor: int = 4, blur_std: float = 2.0,
+                   blur_size: int = 9) -> LinearOperator:
+    """An image operator by name (what `scoresde restore --operator` builds), bound to images of `shape` [C, H, W]."""
+    builders = {"inpaint": lambda: Inpaint(image_mask(mask, shape)), "downsample": lambda: Downsample(factor),
+                "blur": lambda: Blur(gaussian_kernel(blur_size, blur_std)), "colorize": Colorize}
+    if name not in builders:
+        raise ValueError(f"operator must be one of {list(builders)} for images (a dense matrix is Python only: "
+                         f"scoresde.inverse.Dense), got {name!r}")
+    return builders[name]().bind(tuple(shape))
 
 
 def is_linear(operator) -> bool:
