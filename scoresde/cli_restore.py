@@ -68,7 +68,8 @@ def load_input(path: str, run, n):
     if key != "y" and array.dtype == torch.uint8:
         array = run.data.scale(array)
     if not array.is_floating_point():
-        raise ValueError(f"--input {path}: '{key}' must be uint8 images or floats, got {array.dtype}")
+        wants = "floats in the model's range" if key == "y" else "uint8 images or floats in the model's range"
+        raise ValueError(f"--input {path}: '{key}' must be {wants}, got {array.dtype}")
     return (None, array.float(), labels) if key == "y" else (array.float(), None, labels)
 
 

@@ -9,13 +9,15 @@ asserted is what the theory promises:
 - DDRM and DDNM with σ_y = 0 keep A x = y to round-off, for every operator;
 - ΠGDM's guidance is ∇ log p(y | x_t) exactly for a N(0, I) prior, so it converges to the posterior there (first
   order in the step), with any σ_y;
-- the methods that read σ_y sample closer to the posterior with that σ_y than to the noiseless one;
+- ΠGDM and DDRM sample closer to the posterior with their σ_y than to the noiseless one, and DDNM⁺ does not pin
+  A x to a noisy y;
 - the SMC sampler's error falls as the particles grow, at the Monte Carlo rate;
 - DPS's step lowers the misfit, and with ζ = 0 it is the plain sampler.
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -87,7 +89,9 @@ def test_operator_svd_reproduces_a_its_adjoint_and_pseudo_inverse(device, k):
     inner = (op.A(x) * y).flatten(1).sum(1)
     assert (inner - (s * c[:, :len(s)] * u[:, :len(s)].conj()).sum(1).real).abs().max() < tol
     assert (inner - (x * op.At(y)).flatten(1).sum(1)).abs().max() < tol
-    assert (op.V(c) - x).abs().max() < tol and (op.U(u) - y).abs().max() < tol  # V and U orthogonal
+    assert (op.V(c) - x).abs().max() < tol and (op.U(u) - y).abs().max() < tol  # V and U invertible ...
+    assert (c.abs().pow(2).sum(1) - x.pow(2).flatten(1).sum(1)).abs().max() < tol * 10  # ... and norm-preserving
+    assert (u.abs().pow(2).sum(1) - y.pow(2).flatten(1).sum(1)).abs().max() < tol * 10
     assert c.shape[1] == math.prod(shape) and u.shape[1] == math.prod(op.out_shape)
     Ax = op.A(x)
     assert (op.A(op.pinv(Ax)) - Ax).abs().max() < tol  # A A⁺ A = A
@@ -399,6 +403,40 @@ def test_dps_with_zero_step_is_the_plain_sampler_and_its_step_lowers_the_misfit(
         assert bool((misfit(xt + delta) < misfit(xt)).all())  # a small step down the gradient lowers the misfit
 
 
+def test_rank_deficient_dense_operator_has_a_null_space_not_huge_inverses(device):
+    op = inverse.Dense(torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0]], dtype=F64)).bind((4,))
+    s = op.singulars(torch.zeros(1, 4, dtype=F64, device=device))
+    assert s[1] == 0 and abs(s[0].item() - math.sqrt(20)) < ulps(20, 5.0)
+    y = torch.tensor([[1.0, 2.0]], dtype=F64, device=device)  # in the range
+    assert op.pinv(y).abs().max() < 1 and (op.A(op.pinv(y)) - y).abs().max() < ulps(50, 2.0)
+    sde, prior = scoresde.VPSDE(), random_gaussian(4, 22)
+    x, _ = inverse.solve(prior.score_fn(sde), sde, y.expand(3, 2), op, method="ddrm", generator=gen(device),
+                         sampler=get_sampler("ancestral", steps=6, progress=False))
+    assert (op.A(x) - y).abs().max() < ulps(500, 2.0)
+
+
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "ddnm", "smc", "replacement", "dps"])
+def test_float32_images_with_the_default_blur(device, method):
+    """What the CLI runs: float32 images, the default Blur (its near-null frequencies removed), σ_y > 0."""
+    sde, d = scoresde.VPSDE(), 2 * 16 * 16
+    L = torch.randn(d, d, generator=torch.Generator().manual_seed(23), dtype=F64) / math.sqrt(d)
+    prior = analytic.GaussianMixture([1.0], torch.zeros(1, d, dtype=F64), (L @ L.T + 0.1 * torch.eye(d))[None])
+    score = prior.score_fn(sde)  # pixels of variance ~1, correlated
+    f32 = lambda x, t: score(x.double(), t.double()).float()  # noqa: E731  a float32 model
+    truth = prior.sample(2, generator=torch.Generator().manual_seed(24)).reshape(2, 2, 16, 16).float().to(device)
+    op = inverse.build_operator("blur", (2, 16, 16))
+    y = op.A(truth) + 0.05 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(25)).to(device)
+    options = {"particles": 2} if method == "smc" else {}
+    with pytest.warns(UserWarning, match="does not read sigma_y") if method == "replacement" else nullcontext():
+        x, _ = inverse.solve(f32, sde, y, op, method=method, sigma_y=0.05, generator=gen(device), **options,
+                             sampler=get_sampler("ancestral", steps=8, progress=False))
+    assert x.dtype == torch.float32 and x.shape == truth.shape and bool(torch.isfinite(x).all())
+    noise = 0.05 * math.sqrt(d)  # ‖σ_y ε‖
+    if method == "dps":  # no consistency promise at 8 steps with ζ = 1
+        return
+    assert (op.A(x) - y).flatten(1).norm(dim=1).max() < 2 * noise + (op.A(truth) - y).flatten(1).norm(dim=1).max()
+
+
 # ---------------------------------------------------------------- calling convention, seeds, bad input
 
 def test_every_method_runs_through_solve_with_per_sample_seeds(device):
@@ -407,10 +445,11 @@ def test_every_method_runs_through_solve_with_per_sample_seeds(device):
     x = prior.sample(3, generator=torch.Generator().manual_seed(19)).reshape(3, 1, 4, 4).to(device)
     op = inverse.Inpaint(MASK[..., :4, :4])
     y = op.bind((1, 4, 4)).A(x)
-    for method in inverse.METHODS:
+    for method, cls in inverse.METHODS.items():
+        sigma_y = 0.0 if cls.exact_y else 0.1  # the projection methods take y as exact
         run = lambda yy, seeds: inverse.solve(prior.score_fn(sde), sde, yy, op, method=method,  # noqa: E731
                                               sampler=get_sampler("ancestral", steps=5, progress=False),
-                                              seeds=seeds, sigma_y=0.1,
+                                              seeds=seeds, sigma_y=sigma_y,
                                               **({"particles": 2} if method == "smc" else {}))
         if method == "smc":
             with pytest.raises(ValueError, match="give generator, not seeds"):
@@ -418,7 +457,7 @@ def test_every_method_runs_through_solve_with_per_sample_seeds(device):
             continue
         a, nfe = run(y, [0, 1, 2])
         b, _ = run(y[1:], [1, 2])
-        assert a.shape == x.shape and nfe >= 5
+        assert a.shape == x.shape and nfe == (5 if method != "repaint" else 5 + 4 * 4)
         assert (a[1:] - b).abs().max() < ulps(100, a), method  # sample i depends on seeds[i] only
 
 
@@ -448,3 +487,12 @@ def test_bad_input_is_refused_naming_the_argument():
         inverse.solve(score, sde, y, op, method="smc", sampler=get_sampler("ddim", steps=5))
     with pytest.raises(ValueError, match="shape"):
         inverse.solve(score, sde, y, lambda x: x, method="dps", sampler=s)
+    with pytest.raises(ValueError, match="operator maps x of shape"):
+        inverse.solve(score, sde, y, lambda x: x[:, :2], method="dps", sampler=s, shape=(4,))
+    with pytest.raises(ValueError, match="with ddim at eta=0 there is none"):
+        inverse.solve(score, sde, y, op, method="ddnm", sigma_y=0.1, sampler=get_sampler("ddim", steps=5))
+    with pytest.raises(ValueError, match="trajectory of weighted particles"):
+        inverse.solve(score, sde, y, op, method="smc", sampler=get_sampler("ancestral", steps=5,
+                                                                           return_trajectory=True))
+    with pytest.raises(ValueError, match="sigma_y"):
+        inverse.solve(score, sde, y, op, method="replacement", sigma_y=-1.0, sampler=s)

@@ -13,7 +13,9 @@ checked against.
 """
 from __future__ import annotations
 
-from .._utils import check_choice
+import warnings
+
+from .._utils import check_batch, check_choice, check_real
 from .base import KERNELS, Solution, Solver, data_shape
 from .ddnm import DDNM
 from .ddrm import DDRM
@@ -32,11 +34,12 @@ class Projection:
     observation A⁺y noised to t (σ_y is not read: y is taken as exact)."""
 
     method = "replacement"
-    uses_sigma_y = False
+    exact_y = True
     defaults: dict = {}
     options: tuple = ()  # what solve() may pass on
 
     def __init__(self, sampler, operator, y, sigma_y: float = 0.0, shape=None, **options):
+        check_batch(y, "y", finite=True)
         shape = data_shape(operator, y, shape)
         op = check_operator(operator, shape, linear=True, method=self.method)
         if tuple(y.shape[1:]) != op.out_shape:
@@ -79,6 +82,9 @@ def solve(score_fn, sde, y, operator, method: str = "ddrm", sigma_y: float = 0.0
     sample's shape of x when the operator does not imply it; options: the method's own (zeta for dps, eta and
     eta_b for ddrm, particles for smc, resample and jump for repaint, t_range for ilvr)."""
     cls = METHODS[check_choice(method, "method", METHODS)]
+    if check_real(sigma_y, "sigma_y", low=0) > 0 and cls.exact_y:
+        warnings.warn(f"method {method!r} does not read sigma_y: it puts y itself on A's row space, as if "
+                      f"noise-free (sigma_y={sigma_y} is ignored)", stacklevel=2)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for method {method!r}; its options: {list(cls.options)}")

@@ -68,7 +68,7 @@ class Solver(Sampler):
     method = "?"
     samplers = ("ancestral", "ddim")  # the samplers whose kernel (and η) it can take
     linear = True  # needs a LinearOperator (its SVD); False: any differentiable callable also works
-    uses_sigma_y = True  # the method's update reads σ_y
+    exact_y = False  # True: the method takes y as noise-free (σ_y is not read), as the projection methods do
     options: tuple = ()  # its own options, which solve() passes on
     grid = None  # its grid is the wrapped sampler's
 
@@ -114,6 +114,11 @@ class Solver(Sampler):
 
     def tables(self, score, sde, ts, x):
         """α, σ on the grid and at t = 0 (α = 1, σ = 0), η's c of each move, and y on x's device and dtype."""
+        chose_beta_tilde = self.sampler.name == "ancestral" and self.sampler.variance == "beta_tilde"
+        if score.learned_variance and not (self.eta == 0 or chose_beta_tilde):
+            raise ValueError(f"method {self.method!r} moves with the DDPM posterior variance η² β̃, but this model "
+                             "declares a learned variance, which the wrapped sampler would use: pass "
+                             "get_sampler('ancestral', variance='beta_tilde', ...) (or ddim with eta=0) to use β̃")
         alpha, sigma = sde.marginal_coeffs(ts)
         alpha, sigma = torch.cat([alpha, alpha.new_ones(1)]), torch.cat([sigma, sigma.new_zeros(1)])
         a_t, s_t, a_s, s_s = alpha[:-1], sigma[:-1], alpha[1:], sigma[1:]

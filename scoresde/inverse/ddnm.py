@@ -6,9 +6,10 @@ Before each move, x̂_0's range-space part is replaced by the observation's, its
 In DDNM⁺ the correction λ_t,i ≤ 1 carries noise a λ_t,i σ_y/s_i into the move, where a is x̂_0's coefficient in
 it (x_s = a x̂_0 + (√(σ_s² − c²)/σ_t) x_t + noise, a = α_s − α_t √(σ_s² − c²)/σ_t), so λ_t,i = min(1, c s_i/(a σ_y))
 and the move's fresh noise on that coordinate shrinks to √(c² − (a λ_t,i σ_y/s_i)²): the total stays c, the
-move's own. With η = 0 (ddim) there is no noise to trade, so DDNM⁺ leaves x̂_0 alone; use ancestral (η = 1), as
-the paper does. The last move (c = 0) returns the corrected x̂_0, so with σ_y = 0, A x = y exactly. The paper's
-"time travel" (RePaint-like resampling) is not implemented. No step size or scale to tune.
+move's own. With η = 0 (ddim) there is no noise to trade, so DDNM⁺ would leave x̂_0 alone: it needs ancestral
+(η = 1), as the paper uses, or η > 0 (η = 0 is refused with σ_y > 0). The last move (c = 0) returns x̂_0,
+corrected when σ_y = 0, so then A x = y exactly. The paper's "time travel" (RePaint-like resampling) is not
+implemented. No step size or scale to tune.
 """
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ class DDNM(Solver):
     """DDNM (σ_y = 0) and DDNM⁺ (σ_y > 0)."""
 
     method = "ddnm"
+
+    def __init__(self, sampler, operator, y, sigma_y: float = 0.0, shape=None):
+        super().__init__(sampler, operator, y, sigma_y, shape)
+        if self.sigma_y > 0 and self.eta == 0:
+            raise ValueError("method 'ddnm' with sigma_y > 0 (DDNM⁺) corrects x̂_0 only as far as the move's noise "
+                             "absorbs y's: with ddim at eta=0 there is none and y would be ignored; use sampler "
+                             "'ancestral' or ddim with eta > 0")
 
     def move(self, score, x, k, c, generator):
         op = self.operator

@@ -6,8 +6,8 @@ the gradient taken through the network (one vector-Jacobian product per step). T
 ζ_t = ζ'/‖y − 𝒜(x̂_0)‖ on ∇‖·‖² up to a factor 2 (the authors' released code uses the norm and one ζ). 𝒜 may
 be any differentiable forward model, linear or not. σ_y is not read: the residual's norm sets the step, so ζ
 is what adapts to the noise. With a LinearOperator the residual is taken in A's range (noise on what A never
-observes, such as a mask's zeros, is dropped). ζ = 1 is the authors' choice for their noisy FFHQ/ImageNet tasks (σ_y = 0.05)
-with 1000 ancestral steps; it is not tuned for other budgets or data.
+observes, such as a mask's zeros, is dropped). ζ = 1 is the authors' choice for their noisy FFHQ/ImageNet tasks
+(σ_y = 0.05) with 1000 ancestral steps; it is not tuned for other budgets or data.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ class DPS(Solver):
     method = "dps"
     options = ("zeta",)
     linear = False  # any differentiable forward model
-    uses_sigma_y = False
 
     def __init__(self, sampler, operator, y, sigma_y: float = 0.0, shape=None, zeta: float = 1.0):
         super().__init__(sampler, operator, y, sigma_y, shape)
@@ -36,7 +35,11 @@ class DPS(Solver):
             x0 = self.x0_hat(score, xg, k, c)
             if last:  # the estimate of x_0 itself, as DPS returns x̂_0
                 return x0.detach()
-            misfit = self.in_range(c["y"] - self.operator(x0)).flatten(1).norm(dim=1).sum()
+            predicted = self.operator(x0)
+            if predicted.shape != c["y"].shape:
+                raise ValueError(f"operator maps x of shape {tuple(x0.shape)} to {tuple(predicted.shape)}, but y has "
+                                 f"shape {tuple(c['y'].shape)}")
+            misfit = self.in_range(c["y"] - predicted).flatten(1).norm(dim=1).sum()
             g = grad_of(misfit, xg)
         x0 = x0.detach()
         return self.ddim(x, x0, k, c, c["c"][k] * noise_like(x, generator)) - self.zeta * g

@@ -61,7 +61,7 @@ def posterior(prior, operator, y: torch.Tensor, sigma_y: float, shape=None) -> P
     shape of x) or a dense matrix [m, D]."""
     sigma_y = check_real(sigma_y, "sigma_y", low=0)
     if isinstance(operator, LinearOperator):
-        operator.bind(tuple(shape) if shape is not None else (prior.dim,))
+        operator.bind(tuple(shape) if shape is not None else operator.shape or (prior.dim,))
         A = operator.matrix(operator.shape)
     else:
         A = torch.as_tensor(operator, dtype=torch.float64)

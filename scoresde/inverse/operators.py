@@ -28,7 +28,7 @@ class LinearOperator:
     """Base class: subclasses define check, A, At, Vt, V, Ut, U and singulars for one sample's shape."""
 
     name = "linear"
-    complex_coordinates = False  # Vt gives complex coordinates (blur, in the Fourier basis)
+    shape: tuple[int, ...] | None = None  # one sample's shape of x, once bound
 
     def check(self, shape) -> tuple[int, ...]:
         """The observation's per-sample shape for data of per-sample `shape`; ValueError if the operator does not
@@ -214,7 +214,6 @@ class Blur(LinearOperator):
     sampling rate; rcond = 0 keeps all but the round-off of exact zeros (below 1e-13)."""
 
     name = "blur"
-    complex_coordinates = True
 
     def __init__(self, kernel: torch.Tensor | None = None, rcond: float = 3e-2):
         kernel = gaussian_kernel() if kernel is None else kernel
@@ -314,18 +313,24 @@ class Colorize(LinearOperator):
 
 
 class Dense(LinearOperator):
-    """A given as a dense matrix [m, d] acting on flattened samples; y is [m]. Its SVD by torch.linalg.svd."""
+    """A given as a dense matrix [m, d] acting on flattened samples; y is [m]. Its SVD by torch.linalg.svd;
+    singular values below rcond · max s (default max(m, d) · float64 eps, numpy's pinv rule) are exact zeros, and
+    A is U Σ Vᵀ with them removed, so a rank-deficient matrix has a null space rather than 1/s ≈ 1e16."""
 
     name = "dense"
 
-    def __init__(self, matrix: torch.Tensor):
+    def __init__(self, matrix: torch.Tensor, rcond: float | None = None):
         if not isinstance(matrix, torch.Tensor) or matrix.ndim != 2 or not matrix.is_floating_point():
             raise ArgumentTypeError(f"matrix must be a float tensor [m, d], got {describe(matrix)}")
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError("matrix must be finite")
-        self.M = matrix.double()
-        U, s, Vh = torch.linalg.svd(self.M, full_matrices=True)
+        eps = torch.finfo(torch.float64).eps
+        rcond = max(matrix.shape) * eps if rcond is None else check_real(rcond, "rcond", 0, 1)
+        U, s, Vh = torch.linalg.svd(matrix.double(), full_matrices=True)
+        s = torch.where(s > rcond * s.max(), s, torch.zeros_like(s))
         self._U, self._s, self._Vh = U, s, Vh
+        k = len(s)
+        self.M = U[:, :k] @ torch.diag(s) @ Vh[:k]  # the matrix the SVD describes
 
     def check(self, shape):
         if math.prod(shape) != self.M.shape[1]:

@@ -50,6 +50,9 @@ class SMC(Solver):
         if self.eta == 0:
             raise ValueError("method 'smc' needs a stochastic move (its proposals are Gaussian): sampler "
                              "'ancestral', or 'ddim' with eta > 0, got ddim with eta=0")
+        if self.return_trajectory:
+            raise ValueError("method 'smc' returns one particle per observation, drawn by the final weights; a "
+                             "trajectory of weighted particles is not available: use return_trajectory=False")
         self.particles = check_positive_int(particles, "particles")  # N per observation
         self.threshold = check_real(threshold, "threshold", 0, 1)  # resample when ESS < threshold · N (1: always)
 
