@@ -20,7 +20,7 @@ MODULES = {
     "models": "networks and data", "data": "networks and data", "diffusers_interop": "networks and data",
     "plots": "evaluation", "families": "runs", "importers": "runs",
     "config": "runs", "builders": "runs", "checkpoint": "runs", "posthoc_ema": "runs", "run": "runs", "training": "runs", "compare": "runs",
-    "cli": "application", "cli_compare": "application", "__main__": "application", "__init__": "application",
+    "cli": "application", "cli_compare": "application", "cli_restore": "application", "__main__": "application", "__init__": "application",
 }
 
 
