@@ -65,3 +65,8 @@ def parse_floats(text: str, flag: str) -> list[float]:
         if not math.isfinite(values[-1]):
             raise ValueError(f"{flag} must be finite numbers, got {text!r}")
     return values
+
+
+def checkpoint_arg(text: str | None):
+    """--checkpoint: None, a training step (digits) or a path."""
+    return None if text is None else int(text) if text.isdigit() else text

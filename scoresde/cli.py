@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ._args import parse_floats, parse_labels, parse_options, positive_int
+from ._args import checkpoint_arg, parse_floats, parse_labels, parse_options, positive_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,16 +43,29 @@ def _add_sample(sub):
                         "that scoresde ema wrote (default: the newest)")
     p.add_argument("--sampler", default=None, help="sampler name, e.g. pc, ode, ode:heun, torchsde:srk (default: the config's)")
     p.add_argument("--steps", type=positive_int, default=None, help="number of steps (default: the config's)")
-    p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
-    p.add_argument("--batch-size", type=positive_int, default=1000, help="samples per sampler call (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n", type=positive_int, default=None, help="number of samples (default 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="samples per sampler call (default 1000; with --seeds 250 per process)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="sampler option, repeatable, e.g. --option snr=0.16 --option method=heun")
-    p.add_argument("--out", default=None, help="output .npz path (default: WORKDIR/samples/<sampler>_<steps>.npz)")
+    p.add_argument("--out", default=None, help="output .npz path (default: WORKDIR/samples/<sampler>_<steps>.npz); "
+                                               "with --seeds a folder (default: WORKDIR/samples/<sampler>_<steps>_seeds<SPEC>)")
     p.add_argument("--respace", default=None, metavar="SPEC",
                    help="run a discrete model on a subsequence of its steps, spelt as guided-diffusion does: 250, "
                         "10,15,20 or ddim25 (instead of --steps; for a list of timesteps use --option respacing=[...])")
+    s = p.add_argument_group("sharded sampling: one seed per sample, into a folder, under torchrun or not (see "
+                             "docs, Scaling out)")
+    s.add_argument("--seeds", default=None, metavar="SPEC",
+                   help="the samples' seeds, e.g. 0-49999 or 0-9,20-29 (instead of --n and --seed): each process of "
+                        "torchrun takes its share of the shards, the files do not depend on the number of processes, "
+                        "and rerunning the same command skips finished shards")
+    s.add_argument("--shard-size", type=positive_int, default=1000, help="seeds per shard file (default 1000)")
+    s.add_argument("--png", action="store_true", help="also write one PNG per seed (images/000000/000123.png)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar over shards")
+    s.add_argument("--raw", action="store_true",
+                   help="image runs: also keep the float32 samples, not only the 8-bit images")
     g = p.add_argument_group("class-conditional runs (see README, Guidance)")
     g.add_argument("--labels", default=None, metavar="CLASSES",
                    help="classes to sample: 'all' or comma-separated, e.g. 3 or 0,1,7 (default: unconditional)")
@@ -177,39 +190,81 @@ def cmd_train(args, overrides):
               f"results in {args.workdir}/ (checkpoints/, samples/, log.jsonl, config.json)")
 
 
-def checkpoint_arg(text: str | None):
-    """--checkpoint: None, a training step (digits) or a path."""
-    return None if text is None else int(text) if text.isdigit() else text
-
-
 def cmd_sample(args):
-    from .run import load_run
+    from .distributed import Distributed
+    from .run import load_run, select_device
 
-    run = load_run(args.workdir, args.device, checkpoint=checkpoint_arg(args.checkpoint))
-    options = parse_options(args.option)
-    if args.respace is not None:
-        if args.steps is not None:
-            raise ValueError("give either --steps or --respace, not both")
-        options["respacing"] = args.respace
-    sampler = run.sampler(args.sampler, args.steps, **options)
-    name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
-    if "respacing" in options:
-        spec = options["respacing"]
-        steps = f"respaced-{spec.replace(',', '-')}" if isinstance(spec, str) else f"respaced-list{len(spec)}"
-    if run.family.conditioning != "labels" and (args.labels is not None or args.classifier or
-                                                (args.guidance != "0" and args.autoguide is None)):
-        raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs (--guidance also with "
-                         f"--autoguide); this run's family is {run.family.name} ({run.family.description})")
-    if args.autoguide_checkpoint is not None and args.autoguide is None:
-        raise ValueError("--autoguide-checkpoint picks the weaker run's weights: give --autoguide WORKDIR too")
-    classifier = load_run(args.classifier, run.device) if args.classifier else None
-    weak = (load_run(args.autoguide, run.device, checkpoint=checkpoint_arg(args.autoguide_checkpoint))
-            if args.autoguide else None)
-    classes = run.num_classes or (classifier.num_classes if classifier is not None else 0)
-    print(run.family.sample_command(run, sampler, name=name, steps=steps, n=args.n, seed=args.seed,
-                                    batch_size=args.batch_size, out=args.out, labels=parse_labels(args.labels, classes),
-                                    guidance=parse_floats(args.guidance, "--guidance"), classifier=classifier,
-                                    classifier_scale=args.classifier_scale, autoguide=weak))
+    dist = Distributed(select_device(args.device)) if args.seeds is not None else None
+    try:
+        run = load_run(args.workdir, dist.device if dist else args.device, checkpoint=checkpoint_arg(args.checkpoint))
+        options = parse_options(args.option)
+        if args.respace is not None:
+            if args.steps is not None:
+                raise ValueError("give either --steps or --respace, not both")
+            options["respacing"] = args.respace
+        sampler = run.sampler(args.sampler, args.steps, **options)
+        name, steps = (args.sampler or run.config.sampling.name).replace(":", "-"), args.steps or run.config.sampling.steps
+        if "respacing" in options:
+            spec = options["respacing"]
+            steps = f"respaced-{spec.replace(',', '-')}" if isinstance(spec, str) else f"respaced-list{len(spec)}"
+        if run.family.conditioning != "labels" and (args.labels is not None or args.classifier or
+                                                    (args.guidance != "0" and args.autoguide is None)):
+            raise ValueError(f"--labels, --guidance and --classifier are for class-conditional runs (--guidance also "
+                             f"with --autoguide); this run's family is {run.family.name} ({run.family.description})")
+        if args.autoguide_checkpoint is not None and args.autoguide is None:
+            raise ValueError("--autoguide-checkpoint picks the weaker run's weights: give --autoguide WORKDIR too")
+        classifier = load_run(args.classifier, run.device) if args.classifier else None
+        weak = (load_run(args.autoguide, run.device, checkpoint=checkpoint_arg(args.autoguide_checkpoint))
+                if args.autoguide else None)
+        classes = run.num_classes or (classifier.num_classes if classifier is not None else 0)
+        labels, guidance = parse_labels(args.labels, classes), parse_floats(args.guidance, "--guidance")
+        if args.seeds is None:
+            for flag in ("shard_size", "png", "raw", "no_progress"):
+                if getattr(args, flag) not in (1000, False):
+                    raise ValueError(f"--{flag.replace('_', '-')} is for sharded sampling: give --seeds too")
+            print(run.family.sample_command(run, sampler, name=name, steps=steps, n=args.n or 1000,
+                                            seed=args.seed or 0, batch_size=args.batch_size or 1000, out=args.out,
+                                            labels=labels, guidance=guidance, classifier=classifier,
+                                            classifier_scale=args.classifier_scale, autoguide=weak))
+            return
+        _sample_shards(args, run, sampler, dist, name, steps, options, labels, guidance, classifier, weak)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _sample_shards(args, run, sampler, dist, name, steps, options, labels, guidance, classifier, weak):
+    """scoresde sample --seeds: this process's shards into a folder (shards.sample_to_folder)."""
+    from . import shards
+
+    if args.n is not None or args.seed is not None:
+        raise ValueError("--seeds gives every sample its seed: leave out --n and --seed")
+    if run.family.conditioning == "image":
+        raise ValueError(f"--seeds samples from noise; a {run.family.name} run samples given held-out images "
+                         f"(leave out --seeds)")
+    if (labels is not None and len(labels) > 1 and len(labels) != classes_of(run, classifier)) or len(guidance) > 1:
+        raise ValueError("--seeds takes one --labels class, or --labels all (class = seed mod the number of classes), "
+                         "and one --guidance value")
+    seeds = shards.parse_seeds(args.seeds)
+    out = args.out or str(run.workdir / "samples" / f"{name}_{steps}_seeds{args.seeds.replace(',', '_')}")
+    label = None if labels is None else ("seed" if len(labels) > 1 else labels[0])
+    settings = {"sampler": name, "steps": steps, "options": {k: repr(v) for k, v in sorted(options.items())},
+                "classifier": str(classifier.checkpoint_path) if classifier else None,
+                "classifier_scale": args.classifier_scale if classifier else None,
+                "autoguide": str(weak.checkpoint_path) if weak else None}
+    result = shards.sample_to_folder(
+        run, sampler, seeds, out, batch_size=args.batch_size or 250, shard_size=args.shard_size, png=args.png,
+        raw=args.raw, labels=label, guidance=guidance[0], settings=settings, dist=dist,
+        log=print if dist.main else (lambda line: None), progress_bar=not args.no_progress,
+        classifier=classifier, classifier_scale=args.classifier_scale, autoguide=weak)
+    if dist.main:
+        print(f"{result['samples']} samples of seeds {args.seeds} in {result['shards']} shards ({result['written']} "
+              f"written now, {result['skipped']} already there), {result['nfe']} NFE per batch, "
+              f"{result['seconds']:.1f} s over {dist.world} process{'es' if dist.world > 1 else ''}: {out}")
+
+
+def classes_of(run, classifier) -> int:
+    return run.num_classes or (classifier.num_classes if classifier is not None else 0)
 
 
 def cmd_eval(args):
@@ -228,6 +283,10 @@ def cmd_eval(args):
     print("\n".join([first + wrote, *rest]))
 
 
+def _main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _one_line_warnings(message, category, filename, lineno, line=None):
     return f"scoresde: warning: {message}\n"
 
@@ -241,9 +300,11 @@ def main(argv=None):
     _add_import(sub)
     _add_ema(sub)
     from .cli_compare import add_parser as add_compare
+    from .cli_fid import add_parser as add_fid
     from .cli_restore import add_parser as add_restore
     add_compare(sub)
     add_restore(sub)
+    add_fid(sub)
     args, rest = parser.parse_known_args(argv)
     format_warning, warnings.formatwarning = warnings.formatwarning, _one_line_warnings
     try:
@@ -253,17 +314,20 @@ def main(argv=None):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from .cli_compare import run as cmd_compare
+        from .cli_fid import run_fid, run_fid_ref
         from .cli_restore import run as cmd_restore
-        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "ema": cmd_ema,
-         "restore": cmd_restore}[args.command](args)
+        {"sample": cmd_sample, "eval": cmd_eval, "compare": cmd_compare, "ema": cmd_ema, "restore": cmd_restore,
+         "fid": run_fid, "fid-ref": run_fid_ref}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         if os.environ.get("SCORESDE_DEBUG"):  # developers: the full traceback
             raise
-        print(f"scoresde {args.command}: error: {e}", file=sys.stderr)
+        if _main_rank():  # under torchrun every rank meets the error; one line says it
+            print(f"scoresde {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # a read-only or full workdir, a missing folder, ...
         where = f": {e.filename}" if e.filename else ""
-        print(f"scoresde {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        if _main_rank():
+            print(f"scoresde {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"\nscoresde {args.command}: interrupted", file=sys.stderr)

@@ -71,6 +71,13 @@ def feature_classifier(workdir: Path, data, labels, device, steps: int = 1500) -
 
 def inception_features(path: str, data, device) -> callable:
     """A function images → 2048-d Inception features, from a local pt_inception state dict or TorchScript file."""
+    pixels = inception_pixel_features(path, device)
+    return lambda x: pixels((data.to_display(x.to(device)) * 255).round().to(torch.uint8))
+
+
+def inception_pixel_features(path: str, device) -> callable:
+    """A function 8-bit images [B, C, H, W] (uint8, C = 1 or 3) → 2048-d Inception-v3 pool features [B, 2048], from
+    a local pt_inception-2015-12-05-*.pth (pytorch-fid) or TorchScript file (NVlabs' inception-2015-12-05.pt)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--inception-path {path} does not exist; scoresde downloads nothing. Give a local "
@@ -88,11 +95,11 @@ def inception_features(path: str, data, device) -> callable:
             raise ValueError(f"--inception-path {path} is neither TorchScript nor a pt_inception state dict: {e}") from e
 
     @torch.no_grad()
-    def features(x):
-        x = data.to_display(x.to(device))
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    def features(u):
+        u = u.to(device)
+        u = u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u
         if scripted:  # NVlabs' extractor takes uint8 images
-            return net((x * 255).round().to(torch.uint8), return_features=True)
-        return net.features(x)
+            return net(u, return_features=True)
+        return net.features(u.float() / 255)
 
     return features

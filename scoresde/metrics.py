@@ -6,10 +6,10 @@ the same functions work on any feature network, for example the small classifier
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from ._utils import ArgumentTypeError, check_generator, check_positive_int, check_real, describe, describe_nonfinite
 
@@ -144,17 +144,61 @@ def _gaussian(mu, sigma, k: str) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) (Dowson & Landau 1982; FID of Heusel et al. 2017)."""
+class UnreliableFrechetDistance(UserWarning):
+    """A Fréchet distance whose inputs are not covariance matrices to round-off, or whose value is not to be trusted."""
+
+
+def _psd_root(sigma: np.ndarray, name: str, problems: list) -> np.ndarray:
+    """The symmetric square root of a covariance matrix by its eigendecomposition; eigenvalues below zero by more
+    than round-off (1000 F ulps of the largest) are reported in `problems`, and every negative one is set to 0."""
+    lam, vecs = np.linalg.eigh(sigma)
+    tol = 1000 * len(lam) * np.finfo(np.float64).eps * max(abs(lam).max(), np.finfo(np.float64).tiny)
+    if lam.min() < -tol:
+        problems.append(f"{name} has an eigenvalue {lam.min():.3g} < 0 beyond round-off ({tol:.1e})")
+    return (vecs * np.sqrt(np.clip(lam, 0, None))) @ vecs.T
+
+
+def frechet_distance_checked(mu1, sigma1, mu2, sigma2) -> tuple[float, list[str]]:
+    """frechet_distance and the list of reasons it is numerically unreliable (empty when it is sound).
+
+    tr (Σ₁Σ₂)^½ = Σᵢ √λᵢ(Σ₁^½ Σ₂ Σ₁^½): the product is similar to a symmetric positive semi-definite matrix,
+    so its root comes from symmetric eigendecompositions in float64, which stay accurate when Σ₁Σ₂ is singular
+    (fewer samples than features), where scipy's sqrtm of the non-symmetric product returns complex values.
+    """
     (mu1, sigma1), (mu2, sigma2) = _gaussian(mu1, sigma1, "1"), _gaussian(mu2, sigma2, "2")
     if len(mu1) != len(mu2):
         raise ValueError(f"the two Gaussians must have the same dimension, got mu1 of {len(mu1)} and mu2 of {len(mu2)}")
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():  # singular product: regularise as in the reference implementation
-        offset = np.eye(len(sigma1)) * 1e-6
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = covmean.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    problems = []
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
+        scale = max(abs(sigma).max(), np.finfo(np.float64).tiny)
+        if abs(sigma - sigma.T).max() > 1e-6 * scale:
+            raise ValueError(f"{name} must be a symmetric covariance matrix; it differs from its transpose by "
+                             f"{abs(sigma - sigma.T).max():.3g} (of entries up to {scale:.3g})")
+    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
+    root1 = _psd_root(sigma1, "sigma1", problems)
+    _psd_root(sigma2, "sigma2", problems)
+    lam = np.clip(np.linalg.eigvalsh(root1 @ sigma2 @ root1), 0, None)
+    tr_sqrt = np.sqrt(lam).sum()
+    d = float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_sqrt)
+    # Round-off: eigenvalues carry an error δ of ~100 F ulps of the largest, and √ turns δ into up to √δ where an
+    # eigenvalue is near 0 (a singular Σ); the sum of those, twice, bounds the error of 2 tr(Σ₁Σ₂)^½.
+    eps, scale = np.finfo(np.float64).eps, np.trace(sigma1) + np.trace(sigma2) + ((mu1 - mu2) ** 2).sum()
+    delta = 100 * len(lam) * eps * max(lam.max(), np.finfo(np.float64).tiny)
+    error = 2 * (np.sqrt(lam + delta) - np.sqrt(lam)).sum() + 100 * len(lam) * eps * scale
+    if d < -error:
+        problems.append(f"the distance came out negative ({d:.3g}) beyond its round-off ({error:.1e})")
+    return max(d, 0.0), problems
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) (Dowson & Landau 1982; FID of Heusel et al. 2017), in float64.
+
+    Warns (UnreliableFrechetDistance) when an input is not a covariance matrix to round-off."""
+    d, problems = frechet_distance_checked(mu1, sigma1, mu2, sigma2)
+    if problems:
+        warnings.warn(f"the Fréchet distance {d:.6g} is numerically unreliable: {'; '.join(problems)}",
+                      UnreliableFrechetDistance, stacklevel=2)
+    return d
 
 
 def frechet_distance_features(f1, f2) -> float:

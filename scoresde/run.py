@@ -160,10 +160,12 @@ class Run:
     @torch.no_grad()
     def sample(self, n: int, sampler=None, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                progress_bar: bool = False, labels=None, guidance: float = 0.0, classifier=None,
-               classifier_scale: float = 1.0, condition=None, autoguide=None, **options):
+               classifier_scale: float = 1.0, condition=None, autoguide=None, seeds=None, **options):
         """n samples from the model: returns (x, nfe), nfe per batch. `sampler` is a name or a built sampler.
 
         Batch b (starting at sample i) uses the seed seed + i, so a sample depends on (seed, batch_size) only.
+        seeds (n integers, instead of seed): sample i draws all its noise from seeds[i] alone, as in EDM's
+        generate.py, so it does not depend on which batch it falls in (only on kernels' round-off).
         labels (a class, or one per sample [n]), guidance (w; 0: conditional) and classifier, classifier_scale
         condition and guide the score (`guided_score`); autoguide (a weaker Run) makes guidance autoguidance's w
         (EDM2's w is 1 + w), with or without labels. nfe counts network calls; with classifier-free
@@ -178,6 +180,13 @@ class Run:
             sampler = self.sampler(sampler, steps, **options)
         elif steps is not None or options:
             raise ValueError("give steps and sampler options only with a sampler name, not with a built sampler")
+        if seeds is not None:
+            seeds = list(seeds)
+            if len(seeds) != n:
+                raise ValueError(f"seeds must give one seed per sample: {len(seeds)} seeds for n={n}")
+            if not getattr(sampler, "per_sample_seeds", False):
+                raise ValueError(f"sampler {getattr(sampler, 'name', sampler)!r} does not take per-sample seeds; "
+                                 f"the samplers of scoresde.sampling do")
         if labels is not None:  # the classes: the model's, or an unconditional model's classifier's
             net = classifier.model if isinstance(classifier, Run) else classifier
             classes = self.num_classes or getattr(net, "num_classes", None) or 0
@@ -189,13 +198,14 @@ class Run:
                 raise ValueError(f"labels must be one class or one per sample ({n}), got {len(labels)} labels")
         xs, nfe = [], 0
         for i in progress(range(0, n, batch_size), progress_bar and n > batch_size, desc="batches"):
-            g = torch.Generator(device=self.device).manual_seed(seed + i)
             b = min(batch_size, n - i)
+            noise = ({"generator": torch.Generator(device=self.device).manual_seed(seed + i)} if seeds is None
+                     else {"seeds": seeds[i:i + b]})
             y = labels if labels is None or labels.ndim == 0 else labels[i:i + b]
             score = self.guided_score(y, guidance, classifier, classifier_scale, autoguide)
             if condition is not None:
                 score = self.family.condition(score, condition[i:i + b])
-            x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), generator=g, device=self.device)
+            x, nfe = sampler(score, self.family.given(self.sde, y), (b, *self.shape), device=self.device, **noise)
             xs.append(x)
         return torch.cat(xs), nfe
 

@@ -16,11 +16,12 @@ MODULES = {
     "vlb_loss": "math", "variances": "math", "respace": "math", "analytic": "math", "prior": "math", "priorgrad": "math", "preconditioning": "math",
     "resize": "math", "discrete": "math", "discrete.model": "networks and data",
     "guidance": "conditioning", "inverse": "conditioning", "sr3": "conditioning",
-    "metrics": "evaluation", "features": "evaluation", "inception": "evaluation",
+    "metrics": "evaluation", "features": "evaluation", "inception": "evaluation", "fid": "evaluation",
+    "shards": "evaluation", "distributed": "math",
     "models": "networks and data", "data": "networks and data", "diffusers_interop": "networks and data",
     "plots": "evaluation", "families": "runs", "importers": "runs",
     "config": "runs", "builders": "runs", "checkpoint": "runs", "posthoc_ema": "runs", "run": "runs", "training": "runs", "compare": "runs",
-    "cli": "application", "cli_compare": "application", "cli_restore": "application", "__main__": "application", "__init__": "application",
+    "cli": "application", "cli_compare": "application", "cli_restore": "application", "cli_fid": "application", "__main__": "application", "__init__": "application",
 }
 
 

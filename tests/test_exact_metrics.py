@@ -1,5 +1,6 @@
 """Sample-quality metrics on sets small enough to compute by hand: each test asserts a number that could be wrong."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -121,19 +122,46 @@ def test_frechet_distance_non_commuting_covariances():
     assert metrics.frechet_distance([1.0, 0.0], s1, [0.0, 2.0], s2) == pytest.approx(expected, rel=1e-10)
 
 
-@pytest.mark.filterwarnings("ignore:Matrix is singular")
-def test_frechet_distance_singular_covariances(monkeypatch):
-    """Rank-one covariances along different axes: Σ₁Σ₂ = 0 and d = ‖Δμ‖² + tr Σ₁ + tr Σ₂. Where sqrtm fails (non-finite,
-    forced here), the product is regularised as in pytorch-fid: (Σ₁ + εI)(Σ₂ + εI), ε = 1e-6, whose root is
-    diag(√((2 + ε)ε), √(ε(3 + ε)))."""
+def test_frechet_distance_singular_covariances():
+    """Rank-one covariances along different axes: Σ₁Σ₂ = 0 and d = ‖Δμ‖² + tr Σ₁ + tr Σ₂, exactly, with no
+    regularisation (the eigendecompositions are of diagonal matrices here)."""
     s1, s2 = np.diag([2.0, 0.0]), np.diag([0.0, 3.0])
-    assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(2.0 + 5.0, rel=1e-9)
-    sqrtm, calls = metrics.linalg.sqrtm, []
-    monkeypatch.setattr(metrics.linalg, "sqrtm", lambda m: calls.append(m) or (np.full_like(m, np.nan) if len(calls) == 1 else sqrtm(m)))
-    eps = 1e-6
-    expected = 2.0 + 5.0 - 2 * (math.sqrt((2 + eps) * eps) + math.sqrt(eps * (3 + eps)))
-    assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == pytest.approx(expected, rel=1e-12)
-    assert len(calls) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a singular covariance is sound input: no warning
+        assert metrics.frechet_distance(np.zeros(2), s1, np.ones(2), s2) == 2.0 + 5.0
+
+
+def test_frechet_distance_of_two_gaussians_in_closed_form():
+    """For 2 × 2 matrices, tr M^½ = √(tr M + 2√det M) when M has non-negative eigenvalues (M = Σ₁Σ₂). Random
+    non-commuting covariances in float64, and rank-deficient ones (fewer samples than features) of dimension 50
+    against scipy's sqrtm of the symmetrised product: both to a few hundred ulps of the traces."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+        s1, s2, mu1, mu2 = a @ a.T, b @ b.T, rng.normal(size=2), rng.normal(size=2)
+        m = s1 @ s2
+        expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * math.sqrt(
+            np.trace(m) + 2 * math.sqrt(np.linalg.det(m)))
+        scale = np.trace(s1) + np.trace(s2)
+        assert abs(metrics.frechet_distance(mu1, s1, mu2, s2) - expected) < ulps(400) * scale
+    f, g = rng.normal(size=(20, 50)), rng.normal(size=(30, 50)) * 1.5  # Σ of rank 19 and 29 in 50 dimensions
+    (m1, c1), (m2, c2) = metrics.gaussian_stats(f), metrics.gaussian_stats(g)
+    from scipy import linalg
+    r1 = linalg.sqrtm(c1)
+    reference = ((m1 - m2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.trace(linalg.sqrtm(r1 @ c2 @ r1)).real
+    assert metrics.frechet_distance(m1, c1, m2, c2) == pytest.approx(reference, rel=1e-8)  # sqrtm's own accuracy
+
+
+def test_frechet_distance_says_when_it_is_unreliable():
+    """A matrix with a clearly negative eigenvalue is not a covariance: the distance warns and says which; an
+    asymmetric one is refused."""
+    bad = np.diag([1.0, -0.5])
+    with pytest.warns(metrics.UnreliableFrechetDistance, match="sigma2 has an eigenvalue -0.5"):
+        metrics.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), bad)
+    with pytest.raises(ValueError, match="sigma1 must be a symmetric covariance matrix"):
+        metrics.frechet_distance(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2))
+    d, problems = metrics.frechet_distance_checked(np.zeros(2), np.eye(2), np.ones(2), np.eye(2))
+    assert d == 2.0 and problems == []
 
 
 def test_the_references_score_resamples_exactly_like_the_functions():

@@ -51,6 +51,7 @@ class Sampler:
     needs_data = False  # True: it needs training samples in `.data` (Analytic-DPM's Γ_t), which a Run supplies
     optimizes_grid = False  # True: `local_step` exists, so grid="optimized" (GITS, optimized.py) applies
     grid_cache = None  # (folder, key) where a Run keeps this sampler's optimized grids
+    per_sample_seeds = True  # __call__ takes seeds= (one per sample) instead of a generator
     budget_rule: str | None = None  # the row of budget.RULES whose options of `steps` fill in what the user left unset
 
     @property
