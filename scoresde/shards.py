@@ -158,15 +158,19 @@ def sample_to_folder(run, sampler, seeds: list[int], out, *, batch_size: int = 1
     """Sample `seeds` (one sample each) into folder `out`, this rank's shards only; skip finished shards.
 
     labels: None, a class for every sample, or "seed" (class = seed mod the number of classes). settings: what
-    else defines the samples (sampler name, steps, options, checkpoint), kept in index.json and compared on
-    restart. Returns counts and timings summed over ranks. Only rank 0 logs.
+    else defines the samples (the CLI adds the sampler's name, steps and options as given), kept in index.json
+    with the run, checkpoint, sampler.describe() and the arguments here, and compared on restart. Returns counts and timings summed over ranks. Only rank 0 logs.
     """
     dist = dist or Distributed(run.device)
     batch_size, shard_size = check_positive_int(batch_size, "batch_size"), check_positive_int(shard_size, "shard_size")
     out = Path(out)
     if not run.is_image and png:
         raise ValueError("png=True (--png) writes pictures, and this run's samples are points, not images")
+    if not sampler.per_sample_seeds:
+        raise ValueError(f"sampler {sampler.name!r} does not take per-sample seeds, which sharded sampling needs; "
+                         f"the samplers of scoresde.sampling do")
     settings = {"format": FORMAT, "run": str(Path(run.workdir).resolve()) if run.workdir else None,
+                "sampler_settings": sampler.describe(),
                 "checkpoint": str(run.checkpoint_path) if run.checkpoint_path else None, "step": run.step,
                 "shape": list(run.shape), "seeds": format_seeds(seeds), "shard_size": shard_size,
                 "labels": labels, "guidance": guidance, "png": png, "raw": raw, **(settings or {})}

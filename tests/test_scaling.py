@@ -427,3 +427,17 @@ def test_scoresde_inception_equals_torch_fidelity(tmp_path):
         with torch.no_grad():
             a, b = theirs(u)[0], ours(u)
         assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+
+
+def test_gpu_benchmark_runs_on_a_cpu_and_says_what_it_skips(tmp_path):
+    script = str(ROOT / "benchmarks" / "gpu.py")
+    bare = subprocess.run([sys.executable, script], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: benchmarks/gpu.py measures for real (run it by hand)")
+    assert bare.returncode == 0 and "skipped: training images/s" in bare.stdout, bare.stderr[-2000:]
+    smoke = subprocess.run([sys.executable, script, "--smoke", "--out", str(tmp_path / "gpu.md")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600, env=ENV)
+    assert smoke.returncode == 0, smoke.stderr[-3000:]
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| train fp32 | 4 |" in table and "| sample ddim | 4 |" in table
+    assert "skipped: the CUDA variants of the tests" in smoke.stdout

@@ -12,6 +12,7 @@ class AncestralSampler:
     Ho et al. 2020 in discrete state). Each step calls the network once: `steps` NFE."""
 
     needs_data = False  # it needs no training samples (a Run supplies them to samplers that declare it)
+    name = "ancestral"
     per_sample_seeds = False  # it draws from one generator, so sharded sampling (seeds=) does not apply
 
     def __init__(self,
