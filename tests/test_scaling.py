@@ -229,7 +229,7 @@ from scoresde.distributed import Distributed
 dist = Distributed(torch.device("cpu"))
 f = features_of(0)
 stats = fid.FeatureStats()
-for i, chunk in enumerate(f.split(37)):  # rank r takes chunks r, r + 2, ... (unequal shares: 5 and 4 chunks)
+for i, chunk in enumerate(f.split(int(sys.argv[3]))):  # rank r takes chunks r, r + 2, ... (unequal shares)
     if i % dist.world == dist.rank:
         stats.update(chunk)
 mu, sigma, n = stats.reduce(dist)
@@ -240,12 +240,13 @@ dist.close()
 
 
 @pytest.mark.slow
-def test_sharded_statistics_equal_single_process_to_1e_10(tmp_path):
+@pytest.mark.parametrize("chunk", [37, 300])  # 5 and 4 chunks of 37; all 300 on rank 0 and none on rank 1
+def test_sharded_statistics_equal_single_process_to_1e_10(tmp_path, chunk):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "two.npz"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(out), str(ROOT / "tests")]
+           str(out), str(ROOT / "tests"), str(chunk)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     stats = fid.FeatureStats()
