@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -164,7 +165,7 @@ def cmd_import(args, overrides):
 
 def cmd_train(args, overrides):
     from .config import apply_overrides, load_config
-    from .training import Trainer
+    from .training import NonFiniteTraining, Preempted, Trainer
 
     config = apply_overrides(load_config(args.config), overrides)
     trainer = Trainer(config, args.workdir, progress_bar=not args.no_progress)
@@ -185,6 +186,16 @@ def cmd_train(args, overrides):
             print(f"\ninterrupted at step {trainer.step}; saved {trainer.ckpt_dir / 'latest.pt'}; "
                   f"run the same command to resume", file=sys.stderr)
         sys.exit(130)
+    except Preempted as e:  # SIGTERM from a scheduler: the step finished and was saved
+        if main_rank:
+            launcher = "the same torchrun command" if "WORLD_SIZE" in os.environ else "it"
+            print(f"\npreempted (SIGTERM) at step {e.step}; saved {e.path}; to resume, rerun {launcher}: "
+                  f"scoresde {' '.join(shlex.quote(a) for a in sys.argv[1:])}", file=sys.stderr)
+        sys.exit(143)
+    except NonFiniteTraining as e:
+        if main_rank:
+            print(f"scoresde train: error: {e}", file=sys.stderr)
+        sys.exit(1)
     if main_rank and trainer.step > start:
         print(f"trained {trainer.step - start} steps ({start} -> {trainer.step}) in {time.perf_counter() - t0:.0f} s; "
               f"results in {args.workdir}/ (checkpoints/, samples/, log.jsonl, config.json)")

@@ -94,7 +94,14 @@ def default_config() -> ml_collections.ConfigDict:
         device="auto",            # auto (cuda if available), cpu, cuda, cuda:1 ...
         ema_rate=0.9999,
         ema_warmup=True,          # EMA rate min(ema_rate, (1 + n)/(10 + n)) at update n, so short runs sample well
-        mixed_precision=False,    # bf16 autocast on CUDA
+        mixed_precision="none",   # none, bf16 (autocast) or fp16 (autocast and dynamic loss scaling); CUDA only.
+                                  # Weights, optimiser state and EMA stay float32. (True/False of old configs: bf16/none)
+        batch_per_device=0,       # > 0: gradient accumulation in micro-batches of this size per process (0: the
+                                  # whole batch_size / processes at once); DDP's no_sync on all but the last
+        checkpoint_activations=False,  # recompute the network's blocks in the backward pass (less memory, more time)
+        compile=False,            # torch.compile the training model (inductor; CPU needs a C compiler)
+        channels_last=False,      # image runs: network and batches in channels-last memory format
+        max_nonfinite=10,         # a step whose gradient is not finite is skipped; this many in a row stop the run
         log_every=50, eval_every=5000, sample_every=50_000, save_every=5000, snapshot_every=50_000,
         ema_sigma_rels=(),        # post-hoc EMA (EDM2): power-function EMAs of these widths σ_rel, e.g. (0.05, 0.10),
         ema_snapshot_every=0,     # ... their weights saved to WORKDIR/ema every this many steps; `scoresde ema` rebuilds any σ_rel
@@ -126,6 +133,7 @@ CHOICES = {
     "loss.sigma_weight": ("edm", "inverse_square"),
     "loss.reduce": ("mean", "sum"),
     "loss.objective": ("simple", "vlb", "hybrid"),
+    "training.mixed_precision": ("none", "bf16", "fp16"),
 }
 _pos = (lambda v: v > 0, "> 0")
 _nonneg = (lambda v: v >= 0, ">= 0")
@@ -141,7 +149,8 @@ RULES = {
                          "model.num_res_blocks", "model.time_scale", "model.fourier_scale", "sde.prior_min_var")},
     "sde.prior_samples": (lambda v: v >= 2, ">= 2"),
     **{k: _nonneg for k in ("data.image_size", "optim.warmup", "optim.grad_clip", "optim.weight_decay", "sde.beta_min",
-                            "training.seed", "model.num_classes")},
+                            "training.seed", "model.num_classes", "training.batch_per_device")},
+    "training.max_nonfinite": _pos,
     **{k: _unit for k in ("optim.beta1", "optim.beta2", "training.ema_rate", "model.dropout")},
     "loss.p_uncond": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "loss.eps": (lambda v: 0 < v < 1, "in (0, 1)"),
@@ -368,7 +377,7 @@ def apply_overrides(config, overrides: list[str]) -> ml_collections.ConfigDict:
                              f"scoresde/config.py for the valid keys")
         *parents, leaf = key.split(".")
         node = _get(config, ".".join(parents)) if parents else config
-        old, value = node[leaf], _parse_value(text)
+        old, value = node[leaf], _legacy(key, _parse_value(text))
         if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(old, tuple) and isinstance(value, list):
@@ -382,6 +391,15 @@ def apply_overrides(config, overrides: list[str]) -> ml_collections.ConfigDict:
 
 def to_json(config) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+LEGACY_VALUES = {"training.mixed_precision": {True: "bf16", False: "none"}}  # values older versions wrote
+
+
+def _legacy(key: str, value):
+    """A value an older version of scoresde accepted, in today's spelling (else the value itself)."""
+    table = LEGACY_VALUES.get(key)
+    return table[value] if table is not None and isinstance(value, bool) and value in table else value
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
@@ -400,6 +418,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
         except KeyError:
             raise ValueError(f"the saved config sets {key}, which this version of scoresde does not know "
                              "(was the run made by another version?)") from None
+        value = _legacy(key, value)
         node[leaf] = tuple(value) if isinstance(default, tuple) else value
     return config
 

@@ -22,6 +22,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (GAUSSIAN, CLASSIFIER, SR3, D3
 # What may change when a run of any family resumes: how long and where it trains, how often it logs, and how it samples
 # and evaluates. Every other key of the generic sections and of the run's own family's sections defines the run.
 MAY_CHANGE_ON_RESUME = ("training.n_iters", "training.device", "training.mixed_precision", "training.ema_warmup",
+                        "training.batch_per_device", "training.checkpoint_activations", "training.compile",
+                        "training.channels_last", "training.max_nonfinite",
                         "training.log_every", "training.eval_every", "training.sample_every", "training.save_every",
                         "training.snapshot_every", "sampling", "eval")
 

@@ -183,6 +183,8 @@ def _decoder_level(dec: nn.ModuleDict, res: int, bottom: bool, ch: int, skips: l
 class SongUNet(nn.Module):
     """DDPM++ and NCSN++ as EDM writes them (its Table 7 configurations A–F use this network)."""
 
+    checkpoint_blocks = (UNetBlock,)  # what activation checkpointing recomputes
+
     def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0, model_channels=128,
                  channel_mult=(1, 2, 2, 2), channel_mult_emb=4, num_blocks=4, attn_resolutions=(16,), dropout=0.10,
                  label_dropout=0.0, embedding_type="positional", channel_mult_noise=1, encoder_type="standard",
@@ -280,6 +282,8 @@ class SongUNet(nn.Module):
 
 class DhariwalUNet(nn.Module):
     """ADM (Dhariwal & Nichol 2021) as EDM writes it."""
+
+    checkpoint_blocks = (UNetBlock,)  # what activation checkpointing recomputes
 
     def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0, model_channels=192,
                  channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3, attn_resolutions=(32, 16, 8),

@@ -196,6 +196,8 @@ def _check(value, name, valid):
 class NCSNpp(nn.Module):
     """score_sde's `ncsnpp` network f(x, cond) for images [B, C, H, W] (NCSN++ and DDPM++, all variants)."""
 
+    checkpoint_blocks = (ResBlock, Attention)  # what activation checkpointing recomputes
+
     def __init__(self,
                  in_channels: int = 3, resolution: int = 32,
                  nf: int = 128,                      # base channels

@@ -17,6 +17,8 @@ class UNet(nn.Module):
     """ε-, score-, x₀- or v-network f(x, t) for images [B, C, H, W]; the output has the input's shape (or
     `out_channels` channels, e.g. logits for a categorical model)."""
 
+    checkpoint_blocks = (ResBlock, AttnBlock)  # what activation checkpointing recomputes (models.activation_checkpointing)
+
     def __init__(self,
                  in_channels: int = 3,            # image channels
                  resolution: int = 32,            # input height = width
