@@ -158,7 +158,11 @@ def main(argv=None):
             print("skipped on the CPU: bf16 and fp16 training (autocast on CUDA)")
         for precision in precisions:
             rows.append(train_row(args, device, root, precision, mixed_precision=precision)[0])
-        rows.append(train_row(args, device, root, "compiled (fp32)", compile=True)[0])
+        if cuda:
+            rows.append(train_row(args, device, root, "compiled (fp32)", compile=True)[0])
+        else:
+            print("skipped on the CPU: compiled training (inductor takes ~45 s here even for the smoke network; "
+                  "benchmarks/compile_speed.py measures it on a CPU)")
         rows += sample_rows(args, device, trainer)
     text = f"{gpu}, torch {torch.__version__}\n\n" + table(rows)
     print("\n" + text)
