@@ -81,7 +81,7 @@ def test_two_ddp_ranks_with_accumulation_stay_identical_and_match_one_process(tm
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    assert int(rank0.pop("allreduce_calls")) == int(rank1.pop("allreduce_calls")) == 5  # no_sync: once per step
+    assert int(rank0.pop("no_sync_calls")) == int(rank1.pop("no_sync_calls")) == 5  # 1 of the 2 micro-batches, 5 steps
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     single = Trainer(tiny_config(n_iters=5, batch_per_device=16, log_every=5, eval_every=100, sample_every=100),
                      tmp_path / "one", progress_bar=False)
