@@ -159,6 +159,23 @@ def test_mixed_precision_old_booleans_and_choices(tmp_path, capsys):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
+def test_fp16_loss_scaling_skips_overflows_without_stopping(tmp_path, capsys):
+    """The fp16 path, run on the CPU with the scaler forced on: at a loss scale of 2^30 the scaled fp16 gradients
+    overflow, so steps are skipped and the scale halves until it fits (~2^15); those skips are counted and logged
+    but do not count towards max_nonfinite, then training proceeds in float32 master weights."""
+    trainer = Trainer(tiny_config(n_iters=30, max_nonfinite=3, eval_every=100, sample_every=100), tmp_path,
+                      progress_bar=False)
+    trainer.precision, trainer.scaler = "fp16", torch.amp.GradScaler("cpu", init_scale=2.0**30)
+    initial = copy.deepcopy(trainer.model.state_dict())
+    trainer.train()
+    assert 10 <= trainer.nonfinite < 30 and trainer.scaler.get_scale() < 2.0**20
+    assert "not finite" not in capsys.readouterr().out  # calibration is logged, not printed
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert not torch.equal(initial["net.0.weight"], trainer.model.state_dict()["net.0.weight"])
+    state = ckpt_module.load(tmp_path / "checkpoints" / "latest.pt", "cpu")
+    assert state["grad_scaler"]["scale"] == trainer.scaler.get_scale() and state["nonfinite"] == trainer.nonfinite
+
+
 def test_channels_last_is_for_images(tmp_path):
     with pytest.raises(ValueError, match="channels_last=True is a memory format for image batches"):
         Trainer(tiny_config(channels_last=True), tmp_path, progress_bar=False)

@@ -331,7 +331,7 @@ class Trainer:
                 loss, grad_norm = self.train_step()
                 if self.nonfinite > skipped:
                     self.logger.log(self.step, nonfinite=self.nonfinite, grad_norm=grad_norm)
-                    if self.dist.main:
+                    if self.dist.main and self.nonfinite_in_a_row:  # fp16 loss-scale calibration is only logged
                         print(f"warning: step {self.step}: the gradient is not finite (norm {grad_norm}); the step "
                               f"was skipped ({self.nonfinite} so far, {self.nonfinite_in_a_row} in a row)")
                 if self.nonfinite_in_a_row >= t.max_nonfinite:
