@@ -269,9 +269,10 @@ def _sample_shards(args, run, sampler, dist, name, steps, options, labels, guida
         log=print if dist.main else (lambda line: None), progress_bar=not args.no_progress,
         classifier=classifier, classifier_scale=args.classifier_scale, autoguide=weak)
     if dist.main:
+        cost = f", {result['nfe']} NFE per batch" if result["nfe"] else ""
         print(f"{result['samples']} samples of seeds {args.seeds} in {result['shards']} shards ({result['written']} "
-              f"written now, {result['skipped']} already there), {result['nfe']} NFE per batch, "
-              f"{result['seconds']:.1f} s over {dist.world} process{'es' if dist.world > 1 else ''}: {out}")
+              f"written now, {result['skipped']} already there){cost}, {result['seconds']:.1f} s over {dist.world} "
+              f"process{'es' if dist.world > 1 else ''}: {out}")
 
 
 def classes_of(run, classifier) -> int:

@@ -124,8 +124,9 @@ def _sets(args, run, dist, log):
         result = shards.sample_to_folder(run, sampler, seeds, out, batch_size=args.batch_size, labels=labels,
                                          guidance=args.guidance, settings=settings, dist=dist, log=log,
                                          progress_bar=not args.no_progress)
+        cost = f", {result['nfe']} NFE per batch" if result["nfe"] else ""
         log(f"seeds {spec}: {result['written']} shards sampled now, {result['skipped']} already there "
-            f"({result['seconds']:.0f} s, {result['nfe']} NFE per batch)")
+            f"({result['seconds']:.0f} s{cost})")
         sets.append((f"seeds {spec}", out))
     return sets
 

@@ -134,11 +134,21 @@ def _check_index(folder: Path, settings: dict) -> str:
         return f"{path} is not a shard index ({e}); use another --out"
     if old.get("format") != FORMAT:
         return f"{path} is not a scoresde shard index (format {old.get('format')!r}); use another --out"
-    diffs = [f"{k}: {old.get(k)!r} there, {v!r} now" for k, v in settings.items() if old.get(k) != v]
+    diffs = [f"{k}: {a!r} there, {b!r} now" for k, a, b in _differences(old, settings)]
     if diffs:
         return (f"{folder} holds shards made with other settings ({'; '.join(diffs)}); rerun with the same "
                 f"settings to finish them, or use another --out")
     return ""
+
+
+def _differences(old: dict, new: dict, prefix: str = ""):
+    """(key, old value, new value) for each key of `new` whose value differs, nested dicts key by key."""
+    for k, v in new.items():
+        a = old.get(k) if isinstance(old, dict) else None
+        if isinstance(v, dict) and isinstance(a, dict):
+            yield from _differences(a, v, f"{prefix}{k}.")
+        elif a != v:
+            yield f"{prefix}{k}", a, v
 
 
 def _finished(path: Path, seeds: list[int]) -> bool:
@@ -187,9 +197,10 @@ def sample_to_folder(run, sampler, seeds: list[int], out, *, batch_size: int = 1
     mine = [k for k in range(len(plan)) if k % dist.world == dist.rank]
     written, skipped, nfe, start = 0, 0, 0, time.perf_counter()
     if dist.main:
-        log(f"{len(seeds)} seeds in {len(plan)} shards of {shard_size} over {dist.world} process"
-            f"{'es' if dist.world > 1 else ''}, batches of {batch_size}: {out}")
-    for k in progress(mine, progress_bar and dist.main, desc=f"shards (rank 0 of {dist.world})"):
+        log(f"{len(seeds)} seeds in {len(plan)} shard{'s' if len(plan) > 1 else ''} of {shard_size} over "
+            f"{dist.world} process{'es' if dist.world > 1 else ''}, batches of {batch_size}: {out}")
+    for k in progress(mine, progress_bar and dist.main, desc="shards" if dist.world == 1 else
+                      f"shards of rank 0 (of {dist.world})"):
         path = shard_path(out, k)
         if _finished(path, plan[k]):
             skipped += 1
@@ -214,6 +225,7 @@ def sample_to_folder(run, sampler, seeds: list[int], out, *, batch_size: int = 1
         written += 1
     counts = torch.tensor([written, skipped], dtype=torch.float64)
     written, skipped = (int(v) for v in dist.all_sum(counts)[0].tolist())
+    nfe = dist.all_max(nfe)  # 0 when no rank sampled anything
     dist.barrier()
     return {"folder": out, "shards": len(plan), "written": written, "skipped": skipped, "samples": len(seeds),
             "nfe": nfe, "seconds": time.perf_counter() - start}
